@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,6 +54,73 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         )
     write_song(song, out, overwrite=args.force)
     print(f"wrote {len(song.stems)} stems ({', '.join(song.names)}) and metadata.json to {out}")
+    return EXIT_OK
+
+
+def _parse_classes(spec: str | None) -> dict[str, str]:
+    """Parse ``"kick.wav=kick,vox=vocal"`` into a name -> class mapping."""
+    from neuromix.core.errors import ConfigError
+    from neuromix.mixing.classes import INSTRUMENT_CLASSES
+
+    mapping: dict[str, str] = {}
+    for part in (spec or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, cls = part.partition("=")
+        if not sep or not name.strip() or cls.strip().lower() not in INSTRUMENT_CLASSES:
+            raise ConfigError(
+                f"--classes: {part!r} must be NAME=CLASS with CLASS one of {', '.join(INSTRUMENT_CLASSES)}"
+            )
+        mapping[name.strip()] = cls.strip().lower()
+    return mapping
+
+
+def _cmd_rules_mix(args: argparse.Namespace) -> int:
+    import torch
+
+    from neuromix.core.io import load_multitrack, write_audio
+    from neuromix.mixing.classify import classify_tracks
+    from neuromix.mixing.rules import RuleMixer
+
+    out = Path(args.output)
+    _check_output(out, args.force)
+    if args.params:
+        _check_output(Path(args.params), args.force)
+    multitrack = load_multitrack(args.inputs if len(args.inputs) > 1 else args.inputs[0], args.sample_rate)
+    for note in multitrack.notes:
+        print(f"note: {note}", file=sys.stderr)
+    classes = classify_tracks(
+        multitrack.names, multitrack.audio, multitrack.sample_rate, overrides=_parse_classes(args.classes)
+    )
+    mixer = RuleMixer(multitrack.sample_rate)
+    with torch.no_grad():
+        mix, params = mixer.mix(multitrack.audio, classes)
+    write_audio(out, mix[0], multitrack.sample_rate, overwrite=args.force)
+    if args.params:
+        doc = mixer.console.settings_to_dict(params, multitrack.names)
+        doc["classes"] = dict(zip(multitrack.names, classes))
+        Path(args.params).write_text(json.dumps(doc, indent=2))
+    print(f"mixed {multitrack.num_tracks} tracks -> {out}" + (f", settings -> {args.params}" if args.params else ""))
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from neuromix.mixing.train import TrainConfig, shipped_config_path, train
+
+    path = Path(args.config)
+    if not path.exists() and not args.config.endswith(".json"):
+        path = shipped_config_path(args.config)
+    cfg = TrainConfig.load(path)
+    summary = train(
+        cfg,
+        args.output,
+        resume=args.resume,
+        device=args.device,
+        progress=not args.no_progress,
+        max_steps=args.max_steps,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=2))
     return EXIT_OK
 
 
@@ -100,6 +168,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser(
+        "rules-mix",
+        help="mix a folder (or files) of stems with the rule-based expert mixer",
+        description="Mix stems with the rule-based mixer (expert mixing knowledge: loudness balance by\n"
+        "instrument class, panning conventions, unmasking EQ, compression, bus compression, limiter).\n"
+        "Instrument classes come from file names, then from audio features; --classes overrides them.\n"
+        "Example: neuromix rules-mix song/ -o mix.wav --params settings.json --classes gtr1.wav=guitar",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", help="a folder of stems, or several stem files")
+    p.add_argument("-o", "--output", required=True, help="output WAV (stereo, 24-bit, true peak <= -1 dBFS)")
+    p.add_argument("--params", help="also write the console settings (JSON) to this file")
+    p.add_argument("--classes", help="override classes: NAME=CLASS[,NAME=CLASS...] (NAME: stem file name)")
+    p.add_argument("--sample-rate", type=int, default=None, help="session rate (default: the stems' rate)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(func=_cmd_rules_mix)
+
+    p = sub.add_parser(
+        "train",
+        help="train a mixing network (console or black-box) from a JSON config",
+        description="Train a mixing network. CONFIG is a JSON file or the name of a shipped config\n"
+        "(console_small, blackbox_small). Progress shows the loss and throughput; the run folder\n"
+        "keeps a resumable state (stop at any moment, continue with --resume).\n"
+        "Several processes: torchrun --standalone --nproc_per_node=2 -m neuromix train --config ...\n"
+        "Example: neuromix train --config console_small -o runs/console",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True, help="JSON config file or shipped config name")
+    p.add_argument("-o", "--output", required=True, help="run folder (state, model, log)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in this call")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
         "demo",
