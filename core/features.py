@@ -36,7 +36,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from neuromix.core.dsp.utils import check_audio, power_to_db
+from neuromix.core.dsp.utils import check_audio
 
 __all__ = [
     "EPS",

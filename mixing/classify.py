@@ -23,12 +23,11 @@ analysis (:class:`TrackDescriptors`) for their content-dependent decisions.
 
 from __future__ import annotations
 
-import importlib
 import importlib.resources
 import json
 import math
-import re
-from collections.abc import Callable, Mapping, Sequence
+
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from torch import Tensor
 from neuromix.core import features
 from neuromix.core.errors import ConfigError
 from neuromix.mixing.classes import INSTRUMENT_CLASSES
+from neuromix.mixing.data import infer_class_from_name
 
 MODEL_FORMAT = "neuromix-class-model"
 MODEL_VERSION = 1
@@ -61,11 +61,9 @@ _LF_HZ = 150.0
 _HF_HZ = 5000.0
 _EPS = 1e-10
 
-
 # --------------------------------------------------------------------------------------------
 # descriptors
 # --------------------------------------------------------------------------------------------
-
 
 @dataclass
 class TrackDescriptors:
@@ -133,12 +131,10 @@ class TrackDescriptors:
         ]
         return torch.stack(cols, dim=-1)
 
-
 def _frame_sizes(sample_rate: int) -> tuple[int, int]:
     """FFT size (~46 ms, a power of two) and hop (a quarter of it) at ``sample_rate``."""
     n_fft = 1 << max(8, int(round(math.log2(0.0464 * sample_rate))))
     return n_fft, n_fft // 4
-
 
 def describe_tracks(tracks: Tensor, sample_rate: int) -> TrackDescriptors:
     """Measure the content descriptors of every track.
@@ -216,11 +212,9 @@ def describe_tracks(tracks: Tensor, sample_rate: int) -> TrackDescriptors:
         periodicity=periodicity,
     )
 
-
 _ONSET_BANDS = 24
 _ONSET_FLOOR_DB = 60.0
 _ONSET_MIN_FLUX_DB = 2.0
-
 
 def _onset_rate(power: Tensor, active: Tensor, freqs: Tensor, frame_s: float) -> Tensor:
     """Onsets per active second from a ``(T, frames, bins)`` power spectrogram.
@@ -260,7 +254,6 @@ def _onset_rate(power: Tensor, active: Tensor, freqs: Tensor, frame_s: float) ->
     seconds = (active.float().sum(-1) * frame_s).clamp_min(frame_s)
     return torch.tensor(counts, dtype=torch.float32) / seconds
 
-
 def _periodicity(mono: Tensor, sample_rate: int, n_fft: int, hop: int) -> Tensor:
     """Energy-weighted mean of the framewise peak normalised autocorrelation at 1-20 ms lags."""
     if mono.shape[-1] < n_fft:
@@ -279,11 +272,9 @@ def _periodicity(mono: Tensor, sample_rate: int, n_fft: int, hop: int) -> Tensor
     energy = acf[..., 0]
     return (peak * energy).sum(-1) / (energy.sum(-1) + _EPS)
 
-
 # --------------------------------------------------------------------------------------------
 # the feature classifier
 # --------------------------------------------------------------------------------------------
-
 
 @dataclass
 class FeatureClassifier:
@@ -391,7 +382,6 @@ class FeatureClassifier:
             raise ConfigError(f"{where}: invalid JSON ({err})") from err
         return cls.from_dict(doc, where)
 
-
 def fit_logistic_regression(feats: Tensor, labels: Sequence[str], *, l2: float = 1e-2,
                             steps: int = 200) -> FeatureClassifier:
     """Fit a multinomial logistic regression (L-BFGS, L2 penalty ``l2`` on the weights).
@@ -424,7 +414,6 @@ def fit_logistic_regression(feats: Tensor, labels: Sequence[str], *, l2: float =
     opt.step(closure)
     return FeatureClassifier(classes, mean.float(), std.float(), w.detach().float(), b.detach().float())
 
-
 def _generated_stems(song_seeds: Sequence[int], seconds: float, sample_rate: int) -> tuple[Tensor, list[str]]:
     """Descriptor matrix and labels of every stem of the generator's songs with ``song_seeds``."""
     from neuromix.mixing.generator import generate_song  # the generator is a sibling module
@@ -439,7 +428,6 @@ def _generated_stems(song_seeds: Sequence[int], seconds: float, sample_rate: int
             rows.append(describe_tracks(stem[None, :, :n], sample_rate).feature_matrix()[0])
             labels.append(str(cls))
     return torch.stack(rows), labels
-
 
 def evaluate_classifier(model: FeatureClassifier, song_seeds: Sequence[int], *, seconds: float = 4.0,
                         sample_rate: int = 22050) -> dict:
@@ -458,10 +446,8 @@ def evaluate_classifier(model: FeatureClassifier, song_seeds: Sequence[int], *, 
     }
     return {"accuracy": sum(hits) / len(labels), "stems": len(labels), "per_class": per_class}
 
-
 HELDOUT_SEED_OFFSET = 100_000
 """Held-out songs use seeds ``seed + HELDOUT_SEED_OFFSET + k``; training uses ``seed + k``."""
-
 
 def train_feature_classifier(num_songs: int, seed: int, *, heldout_songs: int | None = None,
                              seconds: float = 4.0, sample_rate: int = 22050,
@@ -518,43 +504,9 @@ def train_feature_classifier(num_songs: int, seed: int, *, heldout_songs: int | 
         model.save(path)
     return model
 
-
 # --------------------------------------------------------------------------------------------
 # names and the public entry point
 # --------------------------------------------------------------------------------------------
-
-_NAME_RULES: tuple[tuple[str, str], ...] = (
-    # order matters: the first matching pattern wins
-    ("kick", r"kick|kik|bass ?drum|\bbd\b"),
-    ("snare", r"snare|snr|\bsd\b|rimshot"),
-    ("hihat", r"hi ?hat|hh|cymbal|ride|crash|overhead|\boh\b"),
-    ("percussion", r"perc|tom|shaker|conga|bongo|tamb|clap|cowbell|drum"),
-    ("vocal", r"vocal|vox|voice|\bvo\b|\bbv|bgv|choir|sing|\blead ?v"),
-    ("bass", r"bass|\bsub\b"),
-    ("guitar", r"gtr|guit|\bgit\b|acoustic"),
-    ("keys", r"piano|keys|keyboard|rhodes|wurli|organ|epiano|\bep\b|marimba|vibes|mallet"),
-    ("pad", r"pad|texture|drone|ambien"),
-    ("strings", r"string|violin|viola|cello|brass|horn|trumpet|sax|trombone|ensemble|orch"),
-    ("lead", r"lead|melody|solo|synth"),
-)
-
-
-def _fallback_class_from_name(name: str) -> str | None:
-    """Private keyword rules, used only when ``mixing.data.infer_class_from_name`` is absent."""
-    text = re.sub(r"[_\-.]+", " ", Path(name).stem.lower())
-    for cls, pattern in _NAME_RULES:
-        if re.search(pattern, text):
-            return cls
-    return None
-
-
-def _name_classifier() -> Callable[[str], str | None]:
-    try:
-        data = importlib.import_module("neuromix.mixing.data")
-    except ImportError:
-        return _fallback_class_from_name
-    return getattr(data, "infer_class_from_name", _fallback_class_from_name)
-
 
 def classify_tracks(names: Sequence[str | None] | None, tracks: Sequence[Tensor] | Tensor | None,
                     sample_rate: int, overrides: Mapping[int | str, str] | None = None,
@@ -596,10 +548,9 @@ def classify_tracks(names: Sequence[str | None] | None, tracks: Sequence[Tensor]
                 raise ConfigError(f"override for unknown track name {key!r}")
             for i in hits:
                 decided[i] = value
-    infer = _name_classifier()
     for i, name in enumerate(names):
         if decided[i] is None and name:
-            guess = infer(name)
+            guess = infer_class_from_name(name)
             if guess is not None and str(guess) in INSTRUMENT_CLASSES:
                 decided[i] = str(guess)
     todo = [i for i, c in enumerate(decided) if c is None]

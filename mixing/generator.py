@@ -47,7 +47,6 @@ from neuromix.mixing.classes import CLASS_INDEX, INSTRUMENT_CLASSES
 from neuromix.mixing.instruments import (
     GM_DRUMS,
     LEVEL_RANGES_DBFS,
-    STEREO_CLASSES,
     VARIANTS,
     render_track,
     sample_params,

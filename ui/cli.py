@@ -86,12 +86,11 @@ def _cmd_rules_mix(args: argparse.Namespace) -> int:
     _check_output(out, args.force)
     if args.params:
         _check_output(Path(args.params), args.force)
+    overrides = _parse_classes(args.classes)  # validate options before reading any audio
     multitrack = load_multitrack(args.inputs if len(args.inputs) > 1 else args.inputs[0], args.sample_rate)
     for note in multitrack.notes:
         print(f"note: {note}", file=sys.stderr)
-    classes = classify_tracks(
-        multitrack.names, multitrack.audio, multitrack.sample_rate, overrides=_parse_classes(args.classes)
-    )
+    classes = classify_tracks(multitrack.names, multitrack.audio, multitrack.sample_rate, overrides=overrides)
     mixer = RuleMixer(multitrack.sample_rate)
     with torch.no_grad():
         mix, params = mixer.mix(multitrack.audio, classes)
