@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from neuromix.core.dsp.utils import check_audio
+from neuromix.core.dsp.utils import fast_fft_size
 
 __all__ = [
     "EPS",
@@ -170,22 +171,6 @@ def k_weighting_coefficients(
     return (b_shelf, a_shelf), (b_hp, a_hp)
 
 
-def _next_fast_len(n: int) -> int:
-    """Smallest 2**a * 3**b * 5**c >= n (a fast FFT size)."""
-    best = 1 << max(0, (n - 1).bit_length())
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            m = p35
-            while m < n:
-                m *= 2
-            best = min(best, m)
-            p35 *= 3
-        p5 *= 5
-    return best
-
-
 def k_weighting_response(sample_rate: float, n_fft: int, *, dtype: torch.dtype = torch.float32,
                          device: torch.device | str | None = None) -> Tensor:
     """Complex frequency response of the K-weighting filter on an ``rfft`` grid.
@@ -230,7 +215,7 @@ def k_weighting(x: Tensor, sample_rate: float) -> Tensor:
     """
     check_audio(x)
     n = x.shape[-1]
-    n_fft = _next_fast_len(n + int(math.ceil(0.25 * sample_rate)))
+    n_fft = fast_fft_size(n + int(math.ceil(0.25 * sample_rate)))
     response = k_weighting_response(sample_rate, n_fft, dtype=x.dtype, device=x.device)
     spectrum = torch.fft.rfft(x, n=n_fft)
     return torch.fft.irfft(spectrum * response, n=n_fft)[..., :n]

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from neuromix.core.errors import ConfigError
+from neuromix.core.dsp.utils import fast_fft_size
 
 __all__ = [
     "Deconvolution",
@@ -612,20 +613,6 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, int(n - 1).bit_length())
 
 
-def _next_fast_len(n: int) -> int:
-    """Smallest 5-smooth integer (``2**a 3**b 5**c``) >= ``n``: a fast FFT size."""
-    best = _next_pow2(n)
-    power5 = 1
-    while power5 < best:
-        power35 = power5
-        while power35 < best:
-            candidate = power35 * _next_pow2(-(-n // power35))
-            best = min(best, candidate)
-            power35 *= 3
-        power5 *= 5
-    return best
-
-
 def exp_sweep(
     seconds: float,
     sample_rate: int,
@@ -817,7 +804,7 @@ def deconvolve(
     y = response.to(_F64)
     # circular length: response + anti-causal extent of the inverse filter + windows
     anticausal = int(math.ceil(rate_l * math.log(sr / 2.0 / sweep.f1_hz) * sr))
-    n_fft = _next_fast_len(n_resp + anticausal + ir_length + pre_samples + 1)
+    n_fft = fast_fft_size(n_resp + anticausal + ir_length + pre_samples + 1)
     freqs = torch.fft.rfftfreq(n_fft, d=1.0 / sr, dtype=_F64).to(y.device)
     spectrum = torch.fft.rfft(y, n=n_fft)
     magnitude, phase = _inverse_polar(freqs, rate_l, sweep.f1_hz, sweep.amplitude)

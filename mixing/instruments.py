@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from neuromix.core.dsp.utils import fast_fft_size
 
 __all__ = [
     "VARIANTS",
@@ -176,22 +177,6 @@ def _butter(kind: str, cutoff_hz: float | tuple[float, float], sample_rate: int,
     return _Butter(kind, fc, fc, order, sample_rate)
 
 
-def _fast_len(n: int) -> int:
-    """Smallest 2^a 3^b 5^c >= n (a fast FFT length)."""
-    best = 1 << max(0, (n - 1).bit_length())
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p = p35
-            while p < n:
-                p *= 2
-            best = min(best, p)
-            p35 *= 3
-        p5 *= 5
-    return best
-
-
 def _filt(spec: _Butter, x: np.ndarray) -> np.ndarray:
     """Filter along the last axis with ``spec``'s magnitude response (zero phase, in the frequency domain).
 
@@ -200,7 +185,7 @@ def _filt(spec: _Butter, x: np.ndarray) -> np.ndarray:
     low/high-passes of whole stems. Returns float32 of ``x.shape``.
     """
     n = x.shape[-1]
-    m = _fast_len(n + int(0.02 * spec.sample_rate))
+    m = fast_fft_size(n + int(0.02 * spec.sample_rate))
     spec_x = np.fft.rfft(x, m, axis=-1)
     spec_x *= spec.gain(np.fft.rfftfreq(m, 1.0 / spec.sample_rate)).astype(_F32)
     return np.fft.irfft(spec_x, m, axis=-1)[..., :n].astype(_F32, copy=False)

@@ -10,6 +10,7 @@ import scipy.signal
 import torch
 
 from neuromix.core.dsp import functional as F
+from neuromix.core.dsp.utils import fast_fft_size
 
 
 def test_gain_closed_form():
@@ -70,9 +71,9 @@ def test_gradcheck_simple(fn, arg):
     assert torch.autograd.gradcheck(lambda x_, p_: fn(x_, p_), (x, p))
 
 
-def test_fast_fft_size():
+def test_fast_fft_size_is_5_smooth():
     for n in [1, 2, 7, 1000, 65537, 1323000]:
-        m = F._fast_fft_size(n)
+        m = fast_fft_size(n)
         assert m >= n
         k = m
         for p in (2, 3, 5):

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from neuromix.core.dsp.utils import Param, as_batch_param, check_audio
 from neuromix.core.errors import ConfigError
+from neuromix.core.dsp.utils import fast_fft_size
 
 __all__ = [
     "BIQUAD_KINDS",
@@ -96,22 +97,6 @@ def _batch_params(*values: Param) -> list[Tensor]:
 
 def _complex_dtype(real: torch.dtype) -> torch.dtype:
     return torch.complex128 if real == torch.float64 else torch.complex64
-
-
-def _next_fast_len(n: int) -> int:
-    """Smallest ``2**a * 3**b * 5**c >= n`` (a size the FFT handles efficiently)."""
-    if n <= 1:
-        return 1
-    best = 1 << (n - 1).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            quotient = -(-n // p35)
-            best = min(best, p35 * (1 << (quotient - 1).bit_length()))
-            p35 *= 3
-        p5 *= 5
-    return best
 
 
 def _check_sample_rate(sample_rate: float) -> None:
@@ -503,7 +488,7 @@ def delay(x: Tensor, sample_rate: float, delay_ms: Param, feedback: Param, mix: 
         return x.clone()
     # echoes 1..K with K*D <= n; later ones cannot reach the output (K = 0 if D > n)
     k = torch.floor(n / d.detach())
-    n_fft = _next_fast_len(2 * n + 1)
+    n_fft = fast_fft_size(2 * n + 1)
     w = torch.arange(n_fft // 2 + 1, dtype=torch.float64, device=x.device) * (2.0 * math.pi / n_fft)
     phase = w[None, :] * d[:, None]  # float64: K*D*w reaches millions of radians
     echo = torch.complex(torch.cos(phase), -torch.sin(phase))
@@ -622,7 +607,7 @@ def reverb_ir(
 
     # pre-delay: exact band-limited shift on a grid of >= 2n samples (no wrap-around)
     shift = (pre_ms * (sample_rate / 1000.0)).clamp(0.0, float(n))
-    n_fft = _next_fast_len(2 * n)
+    n_fft = fast_fft_size(2 * n)
     w = torch.arange(n_fft // 2 + 1, dtype=dtype, device=device) * (2.0 * math.pi / n_fft)
     phase = w[None, :] * shift[:, None]
     response = torch.complex(torch.cos(phase), -torch.sin(phase))
@@ -639,7 +624,7 @@ def _fft_convolve(x: Tensor, ir: Tensor) -> Tensor:
     if m <= 32768 and n >= 4 * m:
         n_fft = 2 * (1 << (m - 1).bit_length())
         return fft_filter(x, torch.fft.rfft(ir, n=n_fft), n_fft=n_fft)
-    n_fft = _next_fast_len(n + m - 1)
+    n_fft = fast_fft_size(n + m - 1)
     return _full_fft_apply(x, torch.fft.rfft(ir, n=n_fft), n_fft)
 
 

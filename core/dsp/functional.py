@@ -34,7 +34,7 @@ from neuromix.core.dsp.filters import (  # noqa: F401  (re-exported)
     reverb,
     reverb_ir,
 )
-from neuromix.core.dsp.utils import Param, amp_to_db, as_batch_param, check_audio, db_to_amp  # noqa: F401
+from neuromix.core.dsp.utils import Param, amp_to_db, as_batch_param, check_audio, db_to_amp, fast_fft_size  # noqa: F401
 
 
 def gain(x: Tensor, gain_db: Param) -> Tensor:
@@ -119,22 +119,7 @@ def fft_convolve(x: Tensor, ir: Tensor) -> Tensor:
     """
     check_audio(x)
     n = x.shape[-1] + ir.shape[-1] - 1
-    n_fft = _fast_fft_size(n)
+    n_fft = fast_fft_size(n)
     spectrum = torch.fft.rfft(x, n=n_fft) * torch.fft.rfft(ir, n=n_fft)
     return torch.fft.irfft(spectrum, n=n_fft)[..., : x.shape[-1]]
 
-
-def _fast_fft_size(n: int) -> int:
-    """Smallest integer >= n whose prime factors are 2, 3 and 5 (fast for pocketfft)."""
-    best = 1 << max(0, (n - 1).bit_length())
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            p235 = p35
-            while p235 < n:
-                p235 *= 2
-            best = min(best, p235)
-            p35 *= 3
-        p5 *= 5
-    return best

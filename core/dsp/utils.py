@@ -66,3 +66,19 @@ def check_audio(x: Tensor, name: str = "x") -> tuple[int, int, int]:
     if x.ndim != 3:
         raise ValueError(f"{name} must be (batch, channels, samples), got shape {tuple(x.shape)}")
     return x.shape[0], x.shape[1], x.shape[2]
+
+
+def fast_fft_size(n: int) -> int:
+    """Smallest ``2**a * 3**b * 5**c >= n``: an FFT length pocketfft handles efficiently."""
+    if n <= 1:
+        return 1
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            quotient = -(-n // p35)
+            best = min(best, p35 * (1 << (quotient - 1).bit_length()))
+            p35 *= 3
+        p5 *= 5
+    return best
