@@ -120,7 +120,7 @@ from neuromix.core.dsp.console import Console, ConsoleParams
 from neuromix.core.dsp.modules import TRACK_EQ
 from neuromix.core.errors import ConfigError
 from neuromix.mixing.classes import INSTRUMENT_CLASSES
-from neuromix.mixing.classify import TrackDescriptors, describe_tracks
+from neuromix.mixing.classify import TrackDescriptors, classify_tracks, describe_tracks
 
 RULES_FORMAT = "neuromix-mixing-rules"
 RULES_VERSION = 1
@@ -911,3 +911,31 @@ class RuleMixer:
             params.track[k] = params.track[k].clamp(r.low, r.high)
         for k, r in self.console.master_ranges.items():
             params.master[k] = params.master[k].clamp(r.low, r.high)
+
+
+def rule_prior(
+    tracks: Tensor, classes: Sequence[str | None], sample_rate: int, mixer: RuleMixer | None = None
+) -> tuple[Tensor, Tensor]:
+    """The rule-based mixer's settings as normalised console parameters (a prior for networks).
+
+    Tracks whose class is ``None`` are classified from their audio first
+    (:func:`neuromix.mixing.classify.classify_tracks`). No gradient flows.
+
+    Args:
+        tracks: ``(T, channels, samples)`` at ``sample_rate``.
+        classes: class per track, ``None`` where unknown.
+        sample_rate: Hz.
+        mixer: a :class:`RuleMixer` at ``sample_rate`` to reuse (built when omitted).
+
+    Returns:
+        ``(track_u (T, P), master_u (M,))`` in [0, 1], in the order of the console's
+        ``track_ranges`` / ``master_ranges``.
+    """
+    mixer = mixer or RuleMixer(sample_rate)
+    if any(c is None for c in classes):
+        known = {i: c for i, c in enumerate(classes) if c is not None}
+        classes = classify_tracks(None, tracks, sample_rate, overrides=known)
+    with torch.no_grad():
+        params = mixer.settings(tracks, list(classes))
+        track_u, master_u = mixer.console.normalise(params)
+    return track_u[0], master_u[0]

@@ -50,6 +50,7 @@ from neuromix.core.errors import ConfigError
 from neuromix.core.losses import feature_loss, sum_difference_stft_loss
 from neuromix.mixing.classes import CLASS_INDEX
 from neuromix.mixing.models import ALL_STAGES, MODEL_REGISTRY, ConsoleNet, build_model
+from neuromix.mixing.rules import RuleMixer, rule_prior
 
 VALIDATION_SEED_OFFSET = 10_000_000
 TEST_SEED_OFFSET = 20_000_000
@@ -198,7 +199,9 @@ class EngineerDataset(Dataset):
     same in every process and worker.
 
     Items (dict): ``tracks`` (T, 2, N), ``mask`` (T,), ``classes`` (T,) long, ``mix`` (2, N),
-    ``reference`` (2, N), ``track_u`` (T, P), ``master_u`` (M,), ``seed``.
+    ``reference`` (2, N), ``track_u`` (T, P), ``master_u`` (M,) (the engineer's normalised
+    settings), ``prior_track_u`` (T, P), ``prior_master_u`` (M,) (the rule-based mixer's, the
+    prior of rule-prior console networks), ``seed``.
     """
 
     def __init__(
@@ -218,6 +221,7 @@ class EngineerDataset(Dataset):
         self.min_tracks = int(min_tracks)
         self.max_tracks = int(max_tracks)
         self.console = Console(sample_rate)
+        self.rules = RuleMixer(sample_rate)
 
     def __len__(self) -> int:
         return self.length
@@ -237,6 +241,7 @@ class EngineerDataset(Dataset):
             mix = self.console(first[None], None, params)[0]
             reference = self.console(second[None], None, params)[0]
             track_u, master_u = self.console.normalise(params)
+        prior_track_u, prior_master_u = rule_prior(first, song.classes, self.sample_rate, self.rules)
         return {
             "tracks": first,
             "mask": torch.ones(first.shape[0], dtype=torch.bool),
@@ -245,6 +250,8 @@ class EngineerDataset(Dataset):
             "reference": reference,
             "track_u": track_u[0],
             "master_u": master_u[0],
+            "prior_track_u": prior_track_u,
+            "prior_master_u": prior_master_u,
             "seed": seed,
         }
 
@@ -284,7 +291,7 @@ def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Pad tracks (and per-track targets) to the largest track count of the batch."""
     num = max(item["tracks"].shape[0] for item in items)
     out: dict[str, Any] = {}
-    for key in ("tracks", "mask", "classes", "track_u"):
+    for key in ("tracks", "mask", "classes", "track_u", "prior_track_u"):
         padded = []
         for item in items:
             value = item[key]
@@ -293,7 +300,7 @@ def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 value = torch.cat([value, value.new_zeros((pad, *value.shape[1:]))], dim=0)
             padded.append(value)
         out[key] = torch.stack(padded)
-    for key in ("mix", "reference", "master_u"):
+    for key in ("mix", "reference", "master_u", "prior_master_u"):
         out[key] = torch.stack([item[key] for item in items])
     out["seed"] = torch.tensor([item["seed"] for item in items])
     return out
@@ -441,7 +448,8 @@ def compute_losses(
     parts: dict[str, float] = {}
     loss = tracks.new_zeros(())
     if isinstance(core, ConsoleNet):
-        result = model(tracks, mask, cfg.sample_rate, classes, reference, reference_mask, render=audio_on)
+        prior = (batch["prior_track_u"], batch["prior_master_u"])
+        result = model(tracks, mask, cfg.sample_rate, classes, reference, reference_mask, render=audio_on, prior=prior)
         weights = mask.to(result.track_u.dtype)[..., None]
         p_loss = ((result.track_u - batch["track_u"]).abs() * weights).sum() / (weights.sum() * result.track_u.shape[-1])
         p_loss = p_loss + (result.master_u - batch["master_u"]).abs().mean()
@@ -471,7 +479,10 @@ def _validate(model: nn.Module, loader: DataLoader, cfg: TrainConfig) -> dict[st
     with torch.no_grad():
         for batch in loader:
             if isinstance(core, ConsoleNet):
-                track_u, master_u = core.predict(batch["tracks"], batch["mask"], cfg.sample_rate, batch["classes"])
+                prior = (batch["prior_track_u"], batch["prior_master_u"])
+                track_u, master_u = core.predict(
+                    batch["tracks"], batch["mask"], cfg.sample_rate, batch["classes"], prior=prior
+                )
                 weights = batch["mask"].to(track_u.dtype)[..., None]
                 err = ((track_u - batch["track_u"]).abs() * weights).sum() / (weights.sum() * track_u.shape[-1])
                 param += float(err) * batch["tracks"].shape[0]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from neuromix.core import checkpoint
+from neuromix.mixing.generator import generate_song
 from neuromix.mixing.models import (
     BlackBoxConfig,
     BlackBoxNet,
@@ -17,6 +18,7 @@ from neuromix.mixing.models import (
     build_model,
     load_model,
 )
+from neuromix.mixing.rules import RuleMixer
 
 SR = 16000
 SMALL_CONSOLE = dict(sample_rate=SR, embed_dim=32, encoder_channels=16, heads=2, layers=1, window_seconds=0.5)
@@ -140,3 +142,24 @@ def test_build_model_rejects_unknown():
     with pytest.raises(KeyError, match="unknown model type"):
         build_model("nope")
     assert set(MODEL_REGISTRY) == {"console_net", "blackbox_net"}
+
+
+def test_untrained_rule_prior_network_mixes_like_the_rules():
+    """With zero-initialised heads a rule-prior console network reproduces the rule-based settings."""
+    torch.manual_seed(0)
+    model = ConsoleNet(ConsoleNetConfig(**{**SMALL_CONSOLE, "window_seconds": 2.0}, rule_prior=True)).eval()
+    song = generate_song(4, seconds=1.5, sample_rate=SR, classes=["kick", "bass", "vocal"])
+    tracks = song.as_multitrack()
+    classes = torch.tensor([[0, 4, 8]])
+    with torch.no_grad():
+        out = model(tracks[None], None, SR, classes)
+    rules = RuleMixer(SR).settings(tracks, song.classes)
+    ranges = model.console(SR).track_ranges
+    for name, value in rules.track.items():
+        # 1 % of the range: the prior's logit is clamped to [1e-4, 1 - 1e-4]
+        tolerance = 1e-2 * (ranges[name].high - ranges[name].low)
+        torch.testing.assert_close(out.params.track[name], value, atol=tolerance, rtol=0)
+    # and the prior follows the input: unknown classes are classified, not ignored
+    with torch.no_grad():
+        unknown = model(tracks[None], None, SR, None)
+    assert torch.isfinite(unknown.mix).all()
