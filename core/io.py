@@ -744,20 +744,32 @@ def load_multitrack(
     else:
         target_sr = int(sample_rate)
 
-    tracks: list[Tensor] = []
+    # Preallocate the (tracks, 2, samples) tensor from the headers and fill it file by file,
+    # so the peak memory is the result plus one track (not two copies of every track).
+    def expected_length(info: Any, rate: int) -> int:
+        first = min(int(info.frames), int(round(start_s * rate)))
+        frames = int(info.frames) - first
+        if duration_s is not None:
+            frames = min(frames, int(round(duration_s * rate)))
+        return frames if rate == target_sr else -(-frames * target_sr // rate)
+
+    capacity = max(expected_length(i, r) for i, r in zip(infos, rates)) + 1
+    out = torch.zeros(len(files), 2, capacity, dtype=torch.float32)
+    lengths: list[int] = []
     channels: list[int] = []
-    for p, rate in zip(files, rates):
+    for i, (p, rate) in enumerate(zip(files, rates)):
         audio, _ = read_audio(p, target_sr, limits=limits, start_s=start_s, duration_s=duration_s)
         if rate != target_sr:
             notes.append(f"resampled {p.name} from {rate} Hz to {target_sr} Hz")
+        n = min(int(audio.shape[-1]), capacity)
         channels.append(int(audio.shape[0]))
-        tracks.append(to_stereo(audio))
+        out[i, :, :n] = audio[..., :n]  # a mono track broadcasts to dual mono
+        lengths.append(n)
+        del audio
 
-    longest = max(t.shape[-1] for t in tracks)
-    out = torch.zeros(len(tracks), 2, longest, dtype=torch.float32)
-    for i, (p, t) in enumerate(zip(files, tracks)):
-        n = t.shape[-1]
-        out[i, :, :n] = t
+    longest = max(lengths)
+    out = out[..., :longest]
+    for p, n in zip(files, lengths):
         if n < longest:
             notes.append(
                 f"padded {p.name} with {_fmt_seconds((longest - n) / target_sr)} of silence "

@@ -15,8 +15,8 @@ tracks.
 * :class:`BlackBoxNet` mixes without any mixing device: for every track a
   temporal convolutional network over STFT frames, FiLM-conditioned on the
   track's token and the cross-track context, predicts time-varying gains per
-  mel band for the left and right outputs; the masked spectra are resynthesised
-  and summed. Nothing in it is a gain, EQ, compressor or pan module; what it
+  mel band for the left and right outputs; the masked spectra are summed over the
+  tracks and resynthesised (the inverse STFT is linear: one per output channel). Nothing in it is a gain, EQ, compressor or pan module; what it
   learned is measured by the datasheets (probe).
 
 Model types for checkpoints are listed in :data:`MODEL_REGISTRY`.
@@ -37,6 +37,7 @@ from neuromix.core import checkpoint
 from neuromix.core.blocks import SetAggregator, TCN, TrackEncoder
 from neuromix.core.dsp.console import Console, ConsoleConfig, ConsoleParams
 from neuromix.mixing.classes import INSTRUMENT_CLASSES
+from neuromix.mixing.rules import RuleMixer, rule_prior
 
 ALL_STAGES: tuple[str, ...] = (
     "track_eq",
@@ -81,19 +82,69 @@ def _windows(x: Tensor, window: int, count: int) -> Tensor:
     n = x.shape[-1]
     if n <= window:
         return x[..., None, :]
-    if count <= 1:
-        starts = [(n - window) // 2]
-    else:
-        starts = torch.linspace(0, n - window, count).round().long().tolist()
+    starts = _window_starts(n, window, count)
     return torch.stack([x[..., s : s + window] for s in starts], dim=-2)
+
+
+def _window_starts(n: int, window: int, count: int) -> list[int]:
+    """Start samples of the windows :func:`_windows` cuts from ``n`` samples (``n > window``)."""
+    if count <= 1:
+        return [(n - window) // 2]
+    return torch.linspace(0, n - window, count).round().long().tolist()
+
+
+_RESAMPLE_LOWPASS_WIDTH = 6  # torchaudio.functional.resample defaults
+_RESAMPLE_ROLLOFF = 0.99
+
+
+def _resampled_windows(x: Tensor, sample_rate: int, target_rate: int, window: int, count: int) -> Tensor:
+    """The windows of ``resample(x)`` that :func:`_windows` would cut, resampling only those.
+
+    ``_windows(AF.resample(x, sample_rate, target_rate), window, count)`` resamples the whole
+    signal although only ``count`` windows are kept; on a five-minute song that is most of
+    the analysis time and gigabytes of memory. Here each window is resampled from a piece of
+    ``x`` that starts on a resampler block boundary (a multiple of ``sample_rate / gcd``
+    input samples, so the piece's output grid is the whole signal's) and extends on both
+    sides by more than the sinc kernel's half-width: every kept output sample sees exactly
+    the input samples it would see in the whole-signal resampling (the same values up to
+    float32 round-off; identical where the piece reaches the signal's start or end).
+
+    Args:
+        x: ``(..., samples)`` at ``sample_rate``.
+        sample_rate: rate of ``x`` in Hz.
+        target_rate: analysis rate in Hz.
+        window: window length in samples at ``target_rate``.
+        count: number of windows.
+
+    Returns:
+        ``(..., k, window)`` (``k = count``), or ``(..., 1, n)`` with the whole resampled
+        signal when it is not longer than ``window``.
+    """
+    n = x.shape[-1]
+    g = math.gcd(int(sample_rate), int(target_rate))
+    orig, new = int(sample_rate) // g, int(target_rate) // g
+    n_out = -(-new * n // orig)  # torchaudio's output length: ceil(n * new / orig)
+    if n_out <= window:
+        return AF.resample(x, sample_rate, target_rate)[..., None, :]
+    half_width = math.ceil(_RESAMPLE_LOWPASS_WIDTH * orig / (min(orig, new) * _RESAMPLE_ROLLOFF))
+    margin = -(-half_width // orig) + 2  # in resampler blocks of `orig` input samples
+    pieces = []
+    for start in _window_starts(n_out, window, count):
+        first = max(0, start // new - margin)  # first resampler block of the piece
+        last = min(-(-n // orig), -(-(start + window) // new) + margin)
+        piece = AF.resample(x[..., first * orig : min(n, last * orig)].contiguous(), sample_rate, target_rate)
+        offset = start - first * new
+        pieces.append(piece[..., offset : offset + window])
+    return torch.stack(pieces, dim=-2)
 
 
 class TrackAnalyser(nn.Module):
     """Encode every track (plus optional reference-mix tokens) and let the tokens attend.
 
-    Tracks are resampled to the analysis rate, cut into ``windows`` windows of
-    ``window_seconds`` spread over the song (static settings for a whole song come
-    from the mean embedding of its windows), encoded by a shared
+    Tracks are cut into ``windows`` windows of ``window_seconds`` spread over the song
+    (static settings for a whole song come from the mean embedding of its windows), the
+    windows are resampled to the analysis rate (only they: the cost does not grow with the
+    song's length, see :meth:`analysis_windows`), encoded by a shared
     :class:`~neuromix.core.blocks.TrackEncoder`, given an instrument-class embedding,
     and passed through a :class:`~neuromix.core.blocks.SetAggregator`.
 
@@ -125,12 +176,23 @@ class TrackAnalyser(nn.Module):
             self.reference_encoder = TrackEncoder(sample_rate, channels=encoder_channels, embed_dim=embed_dim)
             self.reference_type = nn.Parameter(torch.zeros(embed_dim))
 
-    def _to_rate(self, x: Tensor, sample_rate: int) -> Tensor:
-        return x if sample_rate == self.sample_rate else AF.resample(x, sample_rate, self.sample_rate)
+    def analysis_windows(self, audio: Tensor, sample_rate: int, count: int) -> Tensor:
+        """``(n, c, samples)`` at ``sample_rate`` -> ``(n, c, k, window)`` windows at the analysis rate.
+
+        The same windows as cutting the whole signal after resampling it to the analysis
+        rate, but only the windows are resampled (see :func:`_resampled_windows`), so the
+        cost does not grow with the song's length.
+        """
+        if sample_rate == self.sample_rate:
+            return _windows(audio, self.window, count)
+        return _resampled_windows(audio, sample_rate, self.sample_rate, self.window, count)
 
     def encode(self, audio: Tensor, encoder: TrackEncoder, count: int) -> Tensor:
         """``(n, 2, samples)`` at the analysis rate -> ``(n, dim)`` mean embedding over windows."""
-        win = _windows(audio, self.window, count)  # (n, 2, k, w)
+        return self.encode_windows(_windows(audio, self.window, count), encoder)
+
+    def encode_windows(self, win: Tensor, encoder: TrackEncoder) -> Tensor:
+        """``(n, 2, k, window)`` windows at the analysis rate -> ``(n, dim)`` mean embedding."""
         k = win.shape[2]
         emb = encoder(rearrange(win, "n c k w -> (n k) c w"), self.sample_rate)
         return rearrange(emb, "(n k) d -> n k d", k=k).mean(dim=1)
@@ -145,17 +207,19 @@ class TrackAnalyser(nn.Module):
         reference_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         batch, num_tracks, channels, _ = tracks.shape
+        # windows first (mono tracks stay mono until then: half the resampling), then dual mono
+        win = self.analysis_windows(rearrange(tracks, "b t c n -> (b t) c n"), sample_rate, self.windows)
         if channels == 1:
-            tracks = tracks.expand(-1, -1, 2, -1)
-        x = self._to_rate(rearrange(tracks, "b t c n -> (b t) c n"), sample_rate)
-        tokens = rearrange(self.encode(x, self.encoder, self.windows), "(b t) d -> b t d", b=batch)
+            win = win.expand(-1, 2, -1, -1)
+        tokens = rearrange(self.encode_windows(win, self.encoder), "(b t) d -> b t d", b=batch)
         if classes is None:
             classes = torch.full((batch, num_tracks), UNKNOWN_CLASS, dtype=torch.long, device=tracks.device)
         tokens = tokens + self.class_embedding(classes.clamp(0, UNKNOWN_CLASS))
         token_mask = mask
         if reference is not None and self.reference_windows > 0:
-            ref = self._to_rate(reference if reference.shape[1] == 2 else reference.expand(-1, 2, -1), sample_rate)
-            win = _windows(ref, self.window, self.reference_windows)  # (b, 2, k, w)
+            win = self.analysis_windows(reference, sample_rate, self.reference_windows)  # (b, c, k, w)
+            if win.shape[1] != 2:
+                win = win.expand(-1, 2, -1, -1)
             k = win.shape[2]
             ref_tokens = self.reference_encoder(rearrange(win, "b c k w -> (b k) c w"), self.sample_rate)
             ref_tokens = rearrange(ref_tokens, "(b k) d -> b k d", k=k) + self.reference_type
@@ -200,6 +264,10 @@ class ConsoleNetConfig:
         windows, window_seconds: analysis windows spread over a song.
         reference_windows: tokens taken from a reference mix (0 disables references).
         console_stages: active console stages (see :class:`ConsoleConfig`).
+        rule_prior: predict corrections to the rule-based mixer's settings (expert knowledge
+            as a prior) instead of settings from scratch: ``u = sigmoid(logit(u_rules) + head)``,
+            with the heads' last layers initialised to zero, so an untrained network mixes
+            exactly like the rules and training learns what the rules miss.
     """
 
     sample_rate: int = 22050
@@ -213,6 +281,7 @@ class ConsoleNetConfig:
     reference_windows: int = 4
     console_stages: tuple[str, ...] = ALL_STAGES
     reverb_seed: int = 0
+    rule_prior: bool = False
 
 
 def console_config(stages: tuple[str, ...] | list[str], reverb_seed: int = 0) -> ConsoleConfig:
@@ -249,7 +318,12 @@ class ConsoleNet(nn.Module):
         d = config.embed_dim
         self.track_head = _mlp(2 * d, d, len(self.track_names))
         self.master_head = _mlp(d, d, len(self.master_names))
+        if config.rule_prior:
+            for head in (self.track_head, self.master_head):
+                nn.init.zeros_(head[-1].weight)
+                nn.init.zeros_(head[-1].bias)
         self._consoles: dict[int, Console] = {}
+        self._rule_mixer = None
 
     def console(self, sample_rate: int) -> Console:
         """The (parameter-free) console used to render at ``sample_rate``."""
@@ -265,13 +339,48 @@ class ConsoleNet(nn.Module):
         classes: Tensor | None = None,
         reference: Tensor | None = None,
         reference_mask: Tensor | None = None,
+        prior: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Normalised settings ``(track_u (batch, tracks, P), master_u (batch, M))`` in [0, 1]."""
+        """Normalised settings ``(track_u (batch, tracks, P), master_u (batch, M))`` in [0, 1].
+
+        ``prior`` (rule-prior models only): precomputed :meth:`rule_prior` output; computed
+        here when omitted.
+        """
         mask = _check_input(tracks, mask)
         tokens, context = self.analyser(tracks, mask, sample_rate, classes, reference, reference_mask)
         expanded = context[:, None].expand_as(tokens)
-        track_u = torch.sigmoid(self.track_head(torch.cat([tokens, expanded], dim=-1)))
-        master_u = torch.sigmoid(self.master_head(context))
+        track_logit = self.track_head(torch.cat([tokens, expanded], dim=-1))
+        master_logit = self.master_head(context)
+        if self.config.rule_prior:
+            prior_track, prior_master = prior if prior is not None else self.rule_prior(tracks, mask, sample_rate, classes)
+            track_logit = track_logit + torch.logit(prior_track.to(track_logit).clamp(1e-4, 1 - 1e-4))
+            master_logit = master_logit + torch.logit(prior_master.to(master_logit).clamp(1e-4, 1 - 1e-4))
+        return torch.sigmoid(track_logit), torch.sigmoid(master_logit)
+
+    def rule_prior(
+        self, tracks: Tensor, mask: Tensor, sample_rate: int, classes: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The rule-based mixer's normalised settings per item: ``((batch, tracks, P), (batch, M))``.
+
+        Computed at the analysis rate on the analysis windows (joined end to end), so the
+        cost is bounded whatever the song's length. Unknown classes are classified from audio.
+        """
+        sr = self.config.sample_rate
+        if self._rule_mixer is None:
+            self._rule_mixer = RuleMixer(sr)
+        batch, num_tracks = tracks.shape[:2]
+        track_u = tracks.new_full((batch, num_tracks, len(self.track_names)), 0.5)
+        master_u = tracks.new_zeros((batch, len(self.master_names)))
+        with torch.no_grad():
+            for b in range(batch):
+                valid = mask[b].nonzero().squeeze(1)
+                win = self.analyser.analysis_windows(tracks[b, valid], sample_rate, self.config.windows)
+                audio = rearrange(win.expand(-1, 2, -1, -1), "t c k w -> t c (k w)")
+                names = [None if classes is None or int(c) >= UNKNOWN_CLASS else INSTRUMENT_CLASSES[int(c)]
+                         for c in (classes[b, valid] if classes is not None else valid)]
+                t_u, m_u = rule_prior(audio, names, sr, self._rule_mixer)
+                track_u[b, valid] = t_u.to(track_u)
+                master_u[b] = m_u.to(master_u)
         return track_u, master_u
 
     def settings(self, tracks: Tensor, mask: Tensor | None, sample_rate: int, **kwargs: Tensor | None) -> ConsoleParams:
@@ -288,13 +397,14 @@ class ConsoleNet(nn.Module):
         reference: Tensor | None = None,
         reference_mask: Tensor | None = None,
         render: bool = True,
+        prior: tuple[Tensor, Tensor] | None = None,
     ) -> MixResult:
         """Mix ``tracks`` (any rate): ``MixResult(mix (batch, 2, samples), params, track_u, master_u)``.
 
         With ``render=False`` only the settings are predicted (``mix`` is None).
         """
         mask = _check_input(tracks, mask)
-        track_u, master_u = self.predict(tracks, mask, sample_rate, classes, reference, reference_mask)
+        track_u, master_u = self.predict(tracks, mask, sample_rate, classes, reference, reference_mask, prior)
         console = self.console(sample_rate)
         params = console.denormalise(track_u, master_u)
         mix = console(tracks, mask, params) if render else None
@@ -381,6 +491,73 @@ class BlackBoxNet(nn.Module):
         spread[low, 0] = 1.0
         return n_fft, hop, fbank, spread
 
+    def stft_geometry(self, sample_rate: int) -> tuple[int, int]:
+        """``(n_fft, hop)`` in samples of the STFT used at ``sample_rate`` (same durations as in training)."""
+        n_fft, hop, _, _ = self._stft_setup(sample_rate, torch.device("cpu"), torch.float32)
+        return n_fft, hop
+
+    def condition(
+        self,
+        tracks: Tensor,
+        mask: Tensor | None,
+        sample_rate: int,
+        classes: Tensor | None = None,
+    ) -> Tensor:
+        """FiLM conditioning of every track: ``(batch * tracks, 2 * embed_dim)``.
+
+        The track token and the cross-track context, from the analysis windows spread over
+        the whole input (see :class:`TrackAnalyser`). It is static: a long song is rendered
+        block by block (:meth:`render`) with the conditioning computed once for the song.
+        """
+        mask = _check_input(tracks, mask)
+        tokens, context = self.analyser(tracks, mask, sample_rate, classes)
+        cond = torch.cat([tokens, context[:, None].expand_as(tokens)], dim=-1)
+        return rearrange(cond, "b t d -> (b t) d")
+
+    def render(self, tracks: Tensor, mask: Tensor | None, sample_rate: int, cond: Tensor) -> Tensor:
+        """Apply the learned time-frequency gains to ``tracks`` and sum: ``(batch, 2, samples)``.
+
+        Args:
+            tracks: ``(batch, tracks, 1 or 2, samples)`` at ``sample_rate`` (a whole song or
+                one block of it).
+            mask: ``(batch, tracks)`` bool (None: all real).
+            sample_rate: Hz.
+            cond: ``(batch * tracks, 2 * embed_dim)`` from :meth:`condition`.
+
+        An output sample depends on the input within ``n_fft + hop * (receptive_field + 1) / 2``
+        samples of it (STFT frame, TCN receptive field in frames, inverse STFT frame), so a
+        block processed with that much context on both sides reproduces the whole render.
+        """
+        mask = _check_input(tracks, mask)
+        cfg = self.config
+        batch, num_tracks, channels, samples = tracks.shape
+        n_fft, hop, fbank, spread = self._stft_setup(sample_rate, tracks.device, tracks.dtype)
+        window = torch.hann_window(n_fft, device=tracks.device, dtype=tracks.dtype)
+        # a mono track is analysed once (its two channels would be identical)
+        x = rearrange(tracks, "b t c n -> (b t c) n")
+        spec = torch.stft(x, n_fft, hop, window=window, center=True, return_complex=True)  # (btc, bins, frames)
+        power = spec.real.square() + spec.imag.square()
+        bands = torch.log(torch.einsum("nft,fm->nmt", power, fbank) + 1e-8)
+        del power
+        bands = rearrange(bands, "(bt c) m f -> bt c m f", c=channels).expand(-1, 2, -1, -1)
+        feats = (rearrange(bands, "bt c m f -> bt (c m) f") + 5.0) / 8.0
+        gains_db = cfg.max_gain_db * torch.tanh(self.tcn(feats, cond))  # (bt, 2*bands, frames)
+        gains = torch.pow(10.0, gains_db / 20.0) * mask.reshape(-1, 1, 1).to(gains_db.dtype)
+        gains = rearrange(gains, "(b t) (c m) f -> b t c m f", b=batch, c=2)
+        spec = rearrange(spec, "(b t c) k f -> b t c k f", b=batch, c=channels)
+        # the inverse STFT is linear: sum the tracks' masked spectra, then invert two channels
+        mixed = torch.view_as_real(spec.new_zeros(batch, 2, spec.shape[-2], spec.shape[-1]))
+        for t in range(num_tracks):  # one track's bin gains at a time (memory)
+            bin_gains = torch.matmul(spread, gains[:, t])[..., None]  # (b, 2, bins, frames, 1)
+            term = torch.view_as_real(spec[:, t])  # (b, 1 or 2, bins, frames, 2)
+            if torch.is_grad_enabled():
+                mixed = mixed + term * bin_gains
+            else:
+                mixed.addcmul_(term, bin_gains)
+        mixed = torch.view_as_complex(rearrange(mixed, "b c k f r -> (b c) k f r").contiguous())
+        out = torch.istft(mixed, n_fft, hop, window=window, center=True, length=samples)
+        return out.reshape(batch, 2, samples)
+
     def forward(
         self,
         tracks: Tensor,
@@ -393,31 +570,10 @@ class BlackBoxNet(nn.Module):
         """Mix ``tracks`` (any rate): ``MixResult(mix (batch, 2, samples), None)``.
 
         ``reference`` is accepted for interface compatibility and ignored (this family has
-        no reference input).
+        no reference input). Equal to ``render(tracks, mask, sample_rate, condition(...))``.
         """
-        mask = _check_input(tracks, mask)
-        cfg = self.config
-        batch, num_tracks, channels, samples = tracks.shape
-        if channels == 1:
-            tracks = tracks.expand(-1, -1, 2, -1)
-        tokens, context = self.analyser(tracks, mask, sample_rate, classes)
-        cond = torch.cat([tokens, context[:, None].expand_as(tokens)], dim=-1)
-        cond = rearrange(cond, "b t d -> (b t) d")
-        n_fft, hop, fbank, spread = self._stft_setup(sample_rate, tracks.device, tracks.dtype)
-        window = torch.hann_window(n_fft, device=tracks.device, dtype=tracks.dtype)
-        x = rearrange(tracks, "b t c n -> (b t c) n")
-        spec = torch.stft(x, n_fft, hop, window=window, center=True, return_complex=True)  # (btc, bins, frames)
-        power = spec.real.square() + spec.imag.square()
-        bands = torch.log(torch.einsum("nft,fm->nmt", power, fbank) + 1e-8)
-        feats = rearrange(bands, "(bt c) m f -> bt (c m) f", c=2)
-        feats = (feats + 5.0) / 8.0
-        gains_db = cfg.max_gain_db * torch.tanh(self.tcn(feats, cond))  # (bt, 2*bands, frames)
-        gains = torch.pow(10.0, rearrange(gains_db, "bt (c m) f -> (bt c) m f", c=2) / 20.0)
-        bin_gains = torch.einsum("fm,nmt->nft", spread, gains)
-        out = torch.istft(spec * bin_gains, n_fft, hop, window=window, center=True, length=samples)
-        out = rearrange(out, "(b t c) n -> b t c n", b=batch, t=num_tracks, c=2)
-        mix = (out * mask.to(out.dtype)[:, :, None, None]).sum(dim=1)
-        return MixResult(mix, None)
+        cond = self.condition(tracks, mask, sample_rate, classes)
+        return MixResult(self.render(tracks, mask, sample_rate, cond), None)
 
 
 # --------------------------------------------------------------------------- registry and loading

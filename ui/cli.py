@@ -76,30 +76,56 @@ def _parse_classes(spec: str | None) -> dict[str, str]:
 
 
 def _cmd_rules_mix(args: argparse.Namespace) -> int:
-    import torch
+    """``rules-mix`` is ``mix --model rules`` (same loading, classes, rendering and settings file)."""
+    args.model, args.settings, args.reference, args.block_seconds = "rules", None, None, None
+    args.no_progress = False
+    return _cmd_mix(args)
 
-    from neuromix.core.io import load_multitrack, write_audio
-    from neuromix.mixing.classify import classify_tracks
-    from neuromix.mixing.rules import RuleMixer
+
+def _cmd_mix(args: argparse.Namespace) -> int:
+    from neuromix.core.errors import ConfigError
+    from neuromix.core.io import load_multitrack, read_audio, write_audio
+    from neuromix.mixing.inference import mix_multitrack, read_settings, resolve_model
 
     out = Path(args.output)
     _check_output(out, args.force)
     if args.params:
         _check_output(Path(args.params), args.force)
-    overrides = _parse_classes(args.classes)  # validate options before reading any audio
-    multitrack = load_multitrack(args.inputs if len(args.inputs) > 1 else args.inputs[0], args.sample_rate)
+    settings = read_settings(args.settings) if args.settings else None
+    overrides = _parse_classes(args.classes) or None  # validate options before reading any audio
+    model = None
+    if settings is None:
+        model = resolve_model(args.model or "console")
+        if args.params and model.kind == "blackbox":
+            raise ConfigError(
+                "--params: the black-box network has no console settings to write; "
+                "use a console network (--model console or a console checkpoint) or --model rules"
+            )
+    elif args.model:
+        print("note: --settings given, so --model is not used", file=sys.stderr)
+    single = len(args.inputs) == 1 and Path(args.inputs[0]).is_dir()
+    multitrack = load_multitrack(args.inputs[0] if single else args.inputs, args.sample_rate)
     for note in multitrack.notes:
         print(f"note: {note}", file=sys.stderr)
-    classes = classify_tracks(multitrack.names, multitrack.audio, multitrack.sample_rate, overrides=overrides)
-    mixer = RuleMixer(multitrack.sample_rate)
-    with torch.no_grad():
-        mix, params = mixer.mix(multitrack.audio, classes)
-    write_audio(out, mix[0], multitrack.sample_rate, overwrite=args.force)
-    if args.params:
-        doc = mixer.console.settings_to_dict(params, multitrack.names)
-        doc["classes"] = dict(zip(multitrack.names, classes))
-        Path(args.params).write_text(json.dumps(doc, indent=2))
-    print(f"mixed {multitrack.num_tracks} tracks -> {out}" + (f", settings -> {args.params}" if args.params else ""))
+    reference = read_audio(args.reference, multitrack.sample_rate)[0] if args.reference else None
+    outcome = mix_multitrack(
+        multitrack,
+        model=model if model is not None else "console",  # not used when settings are given
+        classes=overrides,
+        settings=settings,
+        reference=reference,
+        block_seconds=args.block_seconds,
+        progress=not args.no_progress and multitrack.duration_s > 30.0,
+    )
+    write_audio(out, outcome.mix, multitrack.sample_rate, overwrite=args.force)
+    if args.params and outcome.settings is not None:
+        Path(args.params).write_text(json.dumps(outcome.settings, indent=2) + "\n")
+    classes = ", ".join(f"{n}={c}" for n, c in zip(outcome.names, outcome.classes))
+    print(
+        f"mixed {multitrack.num_tracks} tracks ({multitrack.duration_s:.1f} s at {multitrack.sample_rate} Hz) "
+        f"with {outcome.model_name} -> {out}" + (f", settings -> {args.params}" if args.params else "")
+    )
+    print(f"classes: {classes}")
     return EXIT_OK
 
 
@@ -131,6 +157,197 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise OutputExistsError(f"{out} is not empty; pass --force to overwrite")
     summary = render_demo(args.song, out, sample_rate=args.sample_rate, seconds=args.seconds)
     print(json.dumps(summary, indent=2))
+    return EXIT_OK
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import shlex
+
+    from neuromix.mixing.evaluate import (
+        EvalConfig,
+        evaluate,
+        load_data,
+        resolve_systems,
+        summarise,
+        summary_table,
+        write_report,
+    )
+
+    out = Path(args.output)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise OutputExistsError(f"{out} is not empty; pass --force to overwrite")
+    systems = resolve_systems(args.systems)
+    max_seconds = args.max_seconds if args.max_seconds and args.max_seconds > 0 else None
+    songs = []
+    for spec in args.data:
+        songs += load_data(spec, seconds=args.seconds, sample_rate=args.sample_rate, max_seconds=max_seconds)
+    config = EvalConfig(bootstrap=args.bootstrap, seed=args.seed)
+    results = evaluate(songs, systems, config=config, progress=not args.no_progress, total=len(songs))
+    parts = ["neuromix", "eval", "--data", *args.data, "--systems", args.systems, "--seconds", f"{args.seconds:g}",
+             "--max-seconds", f"{args.max_seconds:g}", "--bootstrap", str(args.bootstrap), "--seed", str(args.seed)]
+    if args.sample_rate:
+        parts += ["--sample-rate", str(args.sample_rate)]
+    command = " ".join(shlex.quote(a) for a in parts + ["-o", str(out)])
+    write_report(results, out, command=command, force=True)
+    summary = summarise(results)
+    for dataset in results.datasets:
+        print(f"## {dataset}\n{summary_table(results, summary, dataset)}\n")
+    print(f"report: {out / 'report.md'}")
+    return EXIT_OK
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from neuromix.mixing.probe import (
+        ProbeConfig,
+        load_context,
+        probe,
+        target_from_spec,
+        write_datasheet,
+    )
+
+    out = Path(args.output)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise OutputExistsError(f"{out} is not empty; pass --force to overwrite")
+    target = target_from_spec(args.target, args.sample_rate)
+    config = ProbeConfig.quick() if args.quick else ProbeConfig()
+    levels = config.step_levels()
+    longest = max(config.sweep_seconds + config.tail_seconds + 0.5, len(levels) * config.step_seconds + 0.1,
+                  config.burst_lead_seconds + config.burst_on_seconds + config.burst_off_seconds)
+    context = load_context(args.context, target.sample_rate, config.context_offset_seconds + longest + 1.0)
+    tracks = None if args.track is None else [args.track]
+    sheet = probe(target, context, tracks=tracks, config=config, progress=not args.no_progress)
+    write_datasheet(sheet, out, force=True)
+    for path in sheet.to_dict()["paths"]:
+        name = "master" if path["path"] == "master" else f"track {path['index']} ({path['name']}, {path['class']})"
+        comp, timing = path["compression"], path["timing"] or {}
+        squash = (f"threshold {comp['threshold_db']} dB, ratio {comp['ratio']}:1" if comp["compressing"]
+                  else "no compression")
+        print(f"{name}: gain {path['response']['broadband_gain_db']} dB, pan {path['stereo']['pan']}, "
+              f"width {path['stereo']['width']}, {squash}, attack {timing.get('attack_ms')} ms, "
+              f"release {timing.get('release_ms')} ms")
+    print(f"datasheet: {out / 'datasheet.json'}")
+    return EXIT_OK
+
+
+def _parse_synth_controls(pairs: Sequence[str] | None) -> dict[str, float]:
+    """Parse ``["brightness=0.7", ...]`` into a control -> value mapping."""
+    from neuromix.core.errors import ConfigError
+
+    values: dict[str, float] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--control {pair!r}: must be NAME=NUMBER") from None
+        if not sep or not name.strip():
+            raise ConfigError(f"--control {pair!r}: must be NAME=NUMBER")
+    return values
+
+
+def _synth_report(rendered: object, out: Path) -> None:
+    report = rendered.report  # type: ignore[attr-defined]
+    seconds = rendered.audio.shape[-1] / rendered.sample_rate  # type: ignore[attr-defined]
+    line = f"wrote {out} ({seconds:.2f} s, {rendered.sample_rate} Hz stereo"  # type: ignore[attr-defined]
+    if report is not None:
+        loud = "" if report.loudness_lufs is None else f", {report.loudness_lufs:.1f} LUFS"
+        line += f", true peak {report.true_peak_db:.2f} dBTP{loud}"
+        if not report.ok:
+            print(f"warning: safety contract violated: {'; '.join(report.violations())}", file=sys.stderr)
+    print(line + ")")
+
+
+def _cmd_synth_list(args: argparse.Namespace) -> int:
+    from neuromix.synthesis.instrument import available_networks
+    from neuromix.synthesis.patch import Patch, list_presets
+
+    rows = []
+    for name in list_presets():
+        patch = Patch.load(name)
+        rows.append({
+            "name": name,
+            "network": patch.network.name or patch.network.path,
+            "pitched": patch.pitched,
+            "techniques": sorted({type(t).__name__.lower() for t in patch.techniques}),
+            "main_control": patch.main_control,
+            "description": patch.description,
+        })
+    if args.json:
+        print(json.dumps({"presets": rows, "networks": {k: str(v) for k, v in available_networks().items()}}, indent=2))
+        return EXIT_OK
+    for row in rows:
+        kind = "pitched" if row["pitched"] else "unpitched"
+        print(f"{row['name']:<22} [{row['network']}, {kind}; main control: {row['main_control']}]")
+        print(f"    {row['description']}")
+    shipped = available_networks()
+    print(f"\nshipped networks: {', '.join(sorted(shipped)) or 'none yet (pass --network PATH to render)'}")
+    return EXIT_OK
+
+
+def _cmd_synth_layers(args: argparse.Namespace) -> int:
+    from neuromix.synthesis.instrument import Instrument
+
+    inst = Instrument.load(args.network)
+    print(f"{inst.family} network {inst.source} (hash {inst.content_hash}): bendable layers")
+    for info in inst.layers():
+        print(f"  {info.name:<48} {info.kind:<24} {info.path:<13} {info.channels} channels")
+    return EXIT_OK
+
+
+def _synth_patch(args: argparse.Namespace) -> object:
+    from neuromix.synthesis.patch import Patch
+
+    patch = Patch.load(args.patch)
+    if getattr(args, "network", None):
+        patch = patch.with_network(args.network)
+    return patch
+
+
+def _cmd_synth_render(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    _check_output(out, args.force)
+    if args.save_patch:
+        _check_output(Path(args.save_patch), args.force)
+    patch = _synth_patch(args)
+    controls = _parse_synth_controls(args.control)
+    rendered = patch.render(args.seconds, note=args.note, pitch_hz=args.hz, seed=args.seed,  # type: ignore[attr-defined]
+                            velocity=args.velocity, controls=controls)
+    rendered.write(out, overwrite=args.force)
+    if args.save_patch:
+        patch.with_controls(controls).pinned().save(args.save_patch, overwrite=args.force)  # type: ignore[attr-defined]
+    _synth_report(rendered, out)
+    return EXIT_OK
+
+
+def _cmd_synth_score(args: argparse.Namespace) -> int:
+    from neuromix.synthesis.score import render_score
+
+    out = Path(args.output)
+    _check_output(out, args.force)
+    rendered = render_score(args.score)
+    rendered.write(out, overwrite=args.force)
+    print(f"rendered {rendered.info['events']} events ({rendered.info['renders']} distinct notes)")
+    _synth_report(rendered, out)
+    return EXIT_OK
+
+
+def _cmd_synth_midi(args: argparse.Namespace) -> int:
+    from neuromix.core.errors import ConfigError
+    from neuromix.synthesis.score import render_midi
+
+    out = Path(args.output)
+    _check_output(out, args.force)
+    cc: dict[int, str] = {}
+    for pair in args.cc or []:
+        number, sep, name = pair.partition("=")
+        if not sep or not number.strip().isdigit() or not name.strip():
+            raise ConfigError(f"--cc {pair!r}: must be NUMBER=CONTROL, e.g. 1=brightness")
+        cc[int(number)] = name.strip()
+    patch = _synth_patch(args)
+    rendered = render_midi(args.midi, patch, cc=cc, sample_rate=args.sample_rate)  # type: ignore[arg-type]
+    rendered.write(out, overwrite=args.force)
+    print(f"rendered {rendered.info['events']} notes ({rendered.info['renders']} distinct)")
+    _synth_report(rendered, out)
     return EXIT_OK
 
 
@@ -186,6 +403,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_rules_mix)
 
     p = sub.add_parser(
+        "mix",
+        help="mix a folder (or files) of stems of any length with a network or the rules",
+        description="Mix stems into a stereo WAV (true peak <= -1 dBFS) with a console network, the\n"
+        "black-box network or the rule-based mixer. Static settings come from analysis windows\n"
+        "spread over the song; the render streams in blocks, so songs of any length fit in memory.\n"
+        "--params writes the console settings (editable JSON); --settings renders such a file\n"
+        "instead of predicting (the same file reproduces the same mix).\n"
+        "Examples:\n"
+        "  neuromix mix song/ -o mix.wav --params settings.json\n"
+        "  neuromix mix song/ -o mix2.wav --settings settings.json\n"
+        "  neuromix mix kick.wav bass.wav vox.wav -o mix.wav --model rules --classes vox.wav=vocal",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", help="a folder of stems, or several stem files")
+    p.add_argument("-o", "--output", required=True, help="output audio file (.wav: stereo, 24-bit)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="console (default), blackbox (the shipped checkpoints), rules, or a checkpoint PATH",
+    )
+    p.add_argument("--params", help="also write the console settings (JSON) to this file")
+    p.add_argument("--settings", help="render these settings (JSON from --params) instead of predicting")
+    p.add_argument("--classes", help="override classes: NAME=CLASS[,NAME=CLASS...] (NAME: stem or file name)")
+    p.add_argument("--reference", help="a reference mix (audio file) for console networks that take one")
+    p.add_argument("--sample-rate", type=int, default=None, help="session rate (default: the stems' rate)")
+    p.add_argument("--block-seconds", type=float, default=None, help="render block length (default: by memory)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.set_defaults(func=_cmd_mix)
+
+    p = sub.add_parser(
         "train",
         help="train a mixing network (console or black-box) from a JSON config",
         description="Train a mixing network. CONFIG is a JSON file or the name of a shipped config\n"
@@ -216,6 +464,105 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate mixing systems against reference mixes (Markdown/CSV report with plots)",
+        description="Mix every song with every system and compare with the reference mix: loudness, spectral,\n"
+        "panning and dynamics features (MAPE %, automix-toolkit protocol), a sum/difference STFT distance and,\n"
+        "on synthetic songs, errors of the console settings. Baselines sum, loudness-sum and rules are always\n"
+        "included. Real songs: stems, outputs and reference are loudness-normalised (-23 LUFS) first.\n"
+        "Example: neuromix eval --data synthetic:20 ../shared/data/multitracks --systems console,blackbox -o report/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", nargs="+", default=["synthetic:20"],
+                   help="synthetic[:N] (held-out generated songs, default N=20) and/or folders of songs with a mix")
+    p.add_argument("--systems", default="console,blackbox,rules,sum,loudness-sum",
+                   help="comma-separated: console, blackbox (shipped checkpoints), rules, sum, loudness-sum, "
+                   "or checkpoint paths (default: all five)")
+    p.add_argument("-o", "--output", required=True, help="report folder")
+    p.add_argument("--seconds", type=float, default=5.0, help="synthetic segment length in seconds (default 5)")
+    p.add_argument("--sample-rate", type=int, default=None,
+                   help="evaluation rate in Hz (default 22050 for synthetic songs, 44100 for folders)")
+    p.add_argument("--max-seconds", type=float, default=30.0,
+                   help="evaluate at most this many seconds of each real song (0: all; default 30)")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser(
+        "probe",
+        help="measure a mixer's datasheet with test signals (responses, compression, timing, pan)",
+        description="Excite a mixer with test signals, one track at a time inside a context, and measure what it\n"
+        "does: magnitude response and distortion (swept sine, several levels), static compression curve\n"
+        "(stepped sine), attack/release (tone bursts), pan and width; for console-family targets also the\n"
+        "master path. Writes datasheet.json, datasheet.md and PNG plots.\n"
+        "TARGET: a checkpoint, console / blackbox (shipped), rules, or a console settings JSON file.\n"
+        "Example: neuromix probe runs/console/model.safetensors -o datasheet/ --context demo --track 7",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("target", help="checkpoint path, console, blackbox, rules, or a settings .json")
+    p.add_argument("-o", "--output", required=True, help="datasheet folder")
+    p.add_argument("--context", default="demo",
+                   help="other tracks: demo[:NAME] (a demo song, default), silent[:NAME] (its layout, silent) or a "
+                   "song folder")
+    p.add_argument("--track", type=int, default=None, help="probe only this track of the context (default: all)")
+    p.add_argument("--sample-rate", type=int, default=None, help="probe rate in Hz (default: the target's)")
+    p.add_argument("--quick", action="store_true", help="short test signals (a fast, coarser datasheet)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_probe)
+    p = sub.add_parser(
+        "synth",
+        help="sound design: render patches, scores and MIDI files with trained networks as instruments",
+        description="Play trained networks as instruments (excitation, control-space moves, network bending,\n"
+        "re-initialisation, sonification, dreaming, feedback, morphs). PATCH is a preset name (see\n"
+        "`neuromix synth list`) or a patch JSON file. Every output is finite, DC-free and <= -1 dBTP.\n"
+        "Examples:\n"
+        "  neuromix synth list\n"
+        "  neuromix synth render glass-pluck -o pluck.wav --note 64 --control sustain=0.995\n"
+        "  neuromix synth score piece.toml -o piece.wav\n"
+        "  neuromix synth midi song.mid --patch bright-axis-keys --cc 1=brightness -o song.wav\n"
+        "  neuromix synth layers blackbox",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    synth = p.add_subparsers(dest="synth_command", metavar="SYNTH_COMMAND", required=True)
+    q = synth.add_parser("list", help="list the shipped presets and networks")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=_cmd_synth_list)
+    q = synth.add_parser("layers", help="list the bendable layers of a network (shipped name or checkpoint path)")
+    q.add_argument("network", help="shipped network name (blackbox, console) or checkpoint path")
+    q.set_defaults(func=_cmd_synth_layers)
+    q = synth.add_parser("render", help="render one patch to an audio file")
+    q.add_argument("patch", help="preset name or patch JSON file")
+    q.add_argument("-o", "--output", required=True, help="output audio file (WAV, FLAC, ...)")
+    q.add_argument("--seconds", type=float, default=None, help="gate length (default: the patch's duration)")
+    q.add_argument("--note", type=float, default=None, help="MIDI note (default: the patch's note)")
+    q.add_argument("--hz", type=float, default=None, help="pitch in Hz (overrides --note)")
+    q.add_argument("--seed", type=int, default=None, help="seed (default: the patch's seed)")
+    q.add_argument("--velocity", type=float, default=1.0, help="amplitude factor 0..1")
+    q.add_argument("--control", action="append", metavar="NAME=VALUE", help="set a control (repeatable)")
+    q.add_argument("--network", help="play another network (shipped name or checkpoint path)")
+    q.add_argument("--save-patch", help="also write the patch as rendered (controls set, network hash pinned)")
+    q.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    q.set_defaults(func=_cmd_synth_render)
+    q = synth.add_parser("score", help="render a score (JSON or TOML timeline) to a stereo file")
+    q.add_argument("score", help="score file (.json or .toml)")
+    q.add_argument("-o", "--output", required=True, help="output audio file")
+    q.add_argument("--force", action="store_true", help="overwrite an existing output")
+    q.set_defaults(func=_cmd_synth_score)
+    q = synth.add_parser("midi", help="render a MIDI file with a patch (notes at their pitch, velocity to gain)")
+    q.add_argument("midi", help="Standard MIDI File (.mid)")
+    q.add_argument("--patch", required=True, help="preset name or patch JSON file every note triggers")
+    q.add_argument("--cc", action="append", metavar="NUMBER=CONTROL", help="map a MIDI controller to a control")
+    q.add_argument("--network", help="play another network (shipped name or checkpoint path)")
+    q.add_argument("--sample-rate", type=int, default=44100, help="output rate in Hz (default 44100)")
+    q.add_argument("-o", "--output", required=True, help="output audio file")
+    q.add_argument("--force", action="store_true", help="overwrite an existing output")
+    q.set_defaults(func=_cmd_synth_midi)
+
     return parser
 
 
