@@ -73,8 +73,8 @@ from tqdm.auto import tqdm
 
 from neuromix.core.dsp import functional as F
 from neuromix.core.dsp.console import Console, ConsoleConfig, ConsoleParams
-from neuromix.core.dsp.dynamics import DETECTOR_HOP
-from neuromix.core.dsp.utils import amp_to_db, fast_fft_size
+from neuromix.core.dsp.dynamics import DETECTOR_HOP, block_peak_db, interpolate_knots
+from neuromix.core.dsp.utils import fast_fft_size
 from neuromix.core.errors import AudioInputError, ConfigError, NeuromixError
 from neuromix.core.io import Multitrack
 from neuromix.mixing.classes import INSTRUMENT_CLASSES, class_index
@@ -285,27 +285,6 @@ class StreamingFIR:
         return out[..., :n]
 
 
-def _block_peak_db(x: Tensor, hop: int) -> Tensor:
-    """``(batch, ceil(samples / hop))`` stereo-linked block peak in dBFS (floor -120 dB)."""
-    batch, channels, n = x.shape
-    full = n // hop
-    peaks = []
-    if full:
-        v = x[..., : full * hop].reshape(batch, channels, full, hop)
-        peaks.append(torch.maximum(v.amax(dim=-1), -v.amin(dim=-1)).amax(dim=1))
-    if n > full * hop:
-        peaks.append(x[..., full * hop :].abs().amax(dim=(1, 2))[:, None])
-    return amp_to_db(torch.cat(peaks, dim=1), floor_db=-120.0)
-
-
-def _interpolate_knots(knots: Tensor, hop: int, samples: int) -> Tensor:
-    """Linear interpolation of ``(batch, K)`` knots on samples ``0, hop, ...`` to ``(batch, samples)``."""
-    lo = knots[:, :-1]
-    step = knots[:, 1:] - lo
-    frac = torch.arange(hop, dtype=knots.dtype, device=knots.device) / hop
-    return torch.addcmul(lo[..., None], step[..., None], frac).reshape(knots.shape[0], -1)[:, :samples]
-
-
 class StreamingCompressor:
     """:func:`~neuromix.core.dsp.dynamics.compressor` block by block, with its state carried over.
 
@@ -344,7 +323,7 @@ class StreamingCompressor:
         n = x.shape[-1]
         self.finished = n % self.hop != 0
         p = self.p
-        reduction = F.gain_computer(_block_peak_db(x, self.hop), p["threshold_db"], p["ratio"], p["knee_db"])
+        reduction = F.gain_computer(block_peak_db(x, self.hop), p["threshold_db"], p["ratio"], p["knee_db"])
         if self.state is not None:
             lead = (self.state.to(torch.float64) / self.attack_gain).to(reduction.dtype)
             reduction = torch.cat([lead[:, None], reduction], dim=1)
@@ -352,7 +331,7 @@ class StreamingCompressor:
         if self.state is not None:
             smoothed = smoothed[:, 1:]
         knots = torch.cat([self.knot, p["makeup_db"][:, None] - smoothed], dim=1)
-        amplitude = _interpolate_knots(knots * (math.log(10.0) / 20.0), self.hop, n).exp_()
+        amplitude = interpolate_knots(knots * (math.log(10.0) / 20.0), self.hop, n).exp_()
         self.knot = knots[:, -1:]
         self.state = smoothed[:, -1]
         return x * amplitude[:, None, :]

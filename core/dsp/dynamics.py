@@ -329,7 +329,7 @@ def smooth_gain(gr_db: Tensor, frame_rate: float, attack_ms: Param, release_ms: 
 # --------------------------------------------------------------------------- compressor
 
 
-def _block_peak_db(x: Tensor, hop: int) -> Tensor:
+def block_peak_db(x: Tensor, hop: int) -> Tensor:
     """Stereo-linked block peak level: max of ``|x|`` over channels and ``hop``-sample blocks.
 
     Args:
@@ -351,7 +351,7 @@ def _block_peak_db(x: Tensor, hop: int) -> Tensor:
     return amp_to_db(torch.cat(peaks, dim=1), floor_db=-120.0)
 
 
-def _interpolate_knots(knots: Tensor, hop: int, samples: int) -> Tensor:
+def interpolate_knots(knots: Tensor, hop: int, samples: int) -> Tensor:
     """Linear interpolation of knots placed at samples ``0, hop, 2 hop, ...`` to audio rate.
 
     Equivalent to ``F.interpolate(knots[:, None], size=hop*(K-1)+1, mode="linear",
@@ -389,7 +389,7 @@ def _compressor_knots(
     hop = _check_hop("hop", hop)
     if samples == 0:
         return as_batch_param(makeup_db, batch, x)[:, None]  # the initial knot only
-    level = _block_peak_db(x, hop)
+    level = block_peak_db(x, hop)
     thr = as_batch_param(threshold_db, batch, x)
     rat = as_batch_param(ratio, batch, x) if isinstance(ratio, Tensor) else ratio
     knee = as_batch_param(knee_db, batch, x) if isinstance(knee_db, Tensor) else knee_db
@@ -422,7 +422,7 @@ def compressor_gain(
     """
     _, _, samples = check_audio(x)
     knots = _compressor_knots(x, sample_rate, threshold_db, ratio, attack_ms, release_ms, knee_db, makeup_db, hop)
-    return _interpolate_knots(knots, hop, samples)[:, None, :]
+    return interpolate_knots(knots, hop, samples)[:, None, :]
 
 
 def compressor(
@@ -471,7 +471,7 @@ def compressor(
     """
     _, _, samples = check_audio(x)
     knots = _compressor_knots(x, sample_rate, threshold_db, ratio, attack_ms, release_ms, knee_db, makeup_db, hop)
-    amplitude = _interpolate_knots(knots * _LN10_OVER_20, hop, samples).exp_()  # in place: saves a copy
+    amplitude = interpolate_knots(knots * _LN10_OVER_20, hop, samples).exp_()  # in place: saves a copy
     return x * amplitude[:, None, :]
 
 
@@ -650,7 +650,7 @@ def limiter(
 
     def stage(signal: Tensor, peaks: Tensor, target_db: Tensor) -> Tensor:
         knots = _limiter_reduction_knots(peaks, target_db, log_release, lookahead_blocks)
-        amplitude = _interpolate_knots(knots * -_LN10_OVER_20, block, samples).exp_()
+        amplitude = interpolate_knots(knots * -_LN10_OVER_20, block, samples).exp_()
         return signal * amplitude[:, None, :]
 
     y = stage(x, _block_true_peak(x, block), ceiling)
