@@ -471,8 +471,18 @@ class BlackBoxNet(nn.Module):
         # start as "pass everything at -6 dB per side": zero output -> gain 10**(-6/20)
         nn.init.zeros_(self.tcn.out.weight)
         nn.init.constant_(self.tcn.out.bias, math.atanh(-6.0 / config.max_gain_db))
+        # (rate, device, dtype) -> STFT geometry and filterbanks: constants, built once
+        self._setup_cache: dict[tuple[int, str, torch.dtype], tuple[int, int, Tensor, Tensor]] = {}
 
     def _stft_setup(self, sample_rate: int, device: torch.device, dtype: torch.dtype) -> tuple[int, int, Tensor, Tensor]:
+        key = (int(sample_rate), str(device), dtype)
+        if key not in self._setup_cache:
+            self._setup_cache[key] = self._build_stft_setup(int(sample_rate), device, dtype)
+        return self._setup_cache[key]
+
+    def _build_stft_setup(
+        self, sample_rate: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[int, int, Tensor, Tensor]:
         cfg = self.config
         scale = sample_rate / cfg.sample_rate
         n_fft = int(round(cfg.n_fft * scale))

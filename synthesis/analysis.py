@@ -281,9 +281,11 @@ def _octave_check(x: np.ndarray, sample_rate: int, f: float, fmin: float, fmax: 
     """Correct octave errors of a period estimate from the partials present.
 
     A *partial* at ``g`` is a spectral peak within 1 % of ``g`` holding at least 0.1 % of
-    the power (-30 dB) of the strongest harmonic of ``f`` and standing 10 dB over the median of the
-    spectrum within 25 % of ``g``. The estimate is halved while a partial sits at an odd
-    multiple of ``f / 2`` (the period is then twice as long) and doubled while no odd
+    the power (-30 dB) of the strongest harmonic of ``f`` and standing 10 dB over the median
+    of the spectrum within 25 % of ``g``. The estimate is halved while the partials at odd
+    multiples of ``f / 2`` together hold at least 1 % of the power of the first 8 harmonics
+    of ``f`` (the period is then twice as long; a single faint subharmonic under a rich
+    harmonic spectrum does not move the perceived pitch) and doubled while no odd
     multiple of ``f`` holds a partial but an even one does.
     """
     n_fft = 1 << int(math.ceil(math.log2(len(x) * 4)))
@@ -305,11 +307,18 @@ def _octave_check(x: np.ndarray, sample_rate: int, f: float, fmin: float, fmax: 
         p = peak(freq, 0.01)
         return p >= 1e-3 * reference and p >= 10.0 * median(freq)
 
+    def subharmonic_share(f: float, strongest: float) -> float:
+        harmonics = sum(peak(k * f, 0.01) for k in range(1, 9) if k * f < nyquist * 0.95)
+        odd_halves = sum(
+            peak(g, 0.01) for g in ((2 * k + 1) * f / 2.0 for k in range(8)) if partial(g, strongest)
+        )
+        return odd_halves / max(harmonics, 1e-30)
+
     for _ in range(3):
         strongest = max((peak(k * f, 0.01) for k in range(1, 9) if k * f < nyquist), default=0.0)
         if strongest <= 0.0:
             return f
-        if f / 2.0 >= fmin and any(partial((2 * k + 1) * f / 2.0, strongest) for k in range(4)):
+        if f / 2.0 >= fmin and subharmonic_share(f, strongest) >= 1e-2:
             f /= 2.0
             continue
         odd = any(partial(k * f, strongest) for k in (1, 3, 5, 7))

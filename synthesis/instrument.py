@@ -28,7 +28,6 @@ Layer names are the network's module names (``"tcn.blocks.3.conv"``,
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -202,12 +201,6 @@ class Instrument:
                 f"{', '.join(sorted(available_networks())) or 'none yet'}); pass a checkpoint path instead"
             )
         network, info = load_network(name_or_path)
-        setup = getattr(network, "_stft_setup", None)
-        if setup is not None and not hasattr(setup, "cache_info"):
-            # the black box rebuilds its mel filterbank on every call; the feedback instrument calls
-            # it dozens of times per second. Memoised on this instrument's own copy of the network
-            # (the filterbank depends on the rate, device and dtype only, not on the weights).
-            network._stft_setup = functools.lru_cache(maxsize=8)(setup)
         return cls(network, source=name, info=info)
 
     @property

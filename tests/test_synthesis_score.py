@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 from neuromix.core.errors import ConfigError
+from neuromix.synthesis.instrument import available_networks
 from neuromix.synthesis.analysis import cents, estimate_f0
 from neuromix.synthesis.patch import Patch
 from neuromix.synthesis.schema import LIMITS
@@ -99,8 +100,22 @@ pan = -1.0
     first, second = audio[:, : int(0.4 * SR)], audio[:, int(0.65 * SR) : int(1.0 * SR)]
     assert float(first[1].abs().max()) < 1e-4 < float(first[0].abs().max())  # hard left (-80 dB)
     assert float(second[0].abs().max()) < 1e-4 < float(second[1].abs().max())  # hard right
-    assert abs(cents(estimate_f0(first, SR, start_s=0.1, seconds=0.25), 220.0)) < 10
-    assert abs(cents(estimate_f0(second, SR, start_s=0.05, seconds=0.25), 659.2551)) < 10
+    # tuned: the partials sit on the harmonics of the requested pitch (the tiny network's
+    # fundamental can be 25 dB under its octave, so the octave an estimator picks is not the test)
+    assert abs(_harmonic_detune_cents(first[:, int(0.1 * SR) : int(0.35 * SR)], 220.0)) < 10
+    assert abs(_harmonic_detune_cents(second[:, int(0.05 * SR) : int(0.3 * SR)], 659.2551)) < 10
+
+
+def _harmonic_detune_cents(x, f0: float) -> float:
+    """Detune, in cents, of the strongest partial from the nearest harmonic of ``f0``."""
+    mono = x.double().mean(0).numpy()
+    n_fft = 8 * len(mono)
+    spectrum = np.abs(np.fft.rfft(mono * np.hanning(len(mono)), n_fft))
+    k = int(np.argmax(spectrum[1:-1])) + 1
+    a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-30)
+    peak_hz = (k + 0.5 * (a - c) / (a - 2 * b + c)) * SR / n_fft
+    harmonic = max(1, round(peak_hz / f0))
+    return cents(peak_hz / harmonic, f0)
 
 
 def test_json_score_with_automation_and_beats(tmp_path, patch_file):
@@ -248,7 +263,10 @@ def test_cli_synth_commands(tmp_path, patch_file):
     bad = _cli("render", "no-such-preset", "-o", str(tmp_path / "y.wav"))
     assert bad.returncode == 2 and "presets:" in bad.stderr
     preset = _cli("render", "wobble-saw-lead", "-o", str(tmp_path / "z.wav"), "--seconds", "0.5")
-    assert preset.returncode == 2 and "no shipped blackbox checkpoint" in preset.stderr
+    if "blackbox" in available_networks():  # a preset plays the shipped network
+        assert preset.returncode == 0 and (tmp_path / "z.wav").exists(), preset.stderr
+    else:  # or says clearly that none is installed
+        assert preset.returncode == 2 and "no shipped blackbox checkpoint" in preset.stderr
     net = json.loads(patch_file.read_text())["network"]["path"]
     layers = _cli("layers", net)
     assert layers.returncode == 0 and "tcn.blocks.3.conv" in layers.stdout
