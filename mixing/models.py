@@ -235,6 +235,21 @@ class TrackAnalyser(nn.Module):
         return track_tokens, context
 
 
+def _analyser(config: ConsoleNetConfig | BlackBoxConfig, reference_windows: int) -> TrackAnalyser:
+    """The :class:`TrackAnalyser` described by a model config (both families share the fields)."""
+    return TrackAnalyser(
+        config.sample_rate,
+        config.embed_dim,
+        config.encoder_channels,
+        config.heads,
+        config.layers,
+        config.dropout,
+        config.windows,
+        config.window_seconds,
+        reference_windows,
+    )
+
+
 def _mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inp, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out))
 
@@ -304,17 +319,7 @@ class ConsoleNet(nn.Module):
         layout = Console(config.sample_rate, self.console_config)
         self.track_names = list(layout.track_ranges)
         self.master_names = list(layout.master_ranges)
-        self.analyser = TrackAnalyser(
-            config.sample_rate,
-            config.embed_dim,
-            config.encoder_channels,
-            config.heads,
-            config.layers,
-            config.dropout,
-            config.windows,
-            config.window_seconds,
-            config.reference_windows,
-        )
+        self.analyser = _analyser(config, config.reference_windows)
         d = config.embed_dim
         self.track_head = _mlp(2 * d, d, len(self.track_names))
         self.master_head = _mlp(d, d, len(self.master_names))
@@ -449,17 +454,7 @@ class BlackBoxNet(nn.Module):
     def __init__(self, config: BlackBoxConfig) -> None:
         super().__init__()
         self.config = config
-        self.analyser = TrackAnalyser(
-            config.sample_rate,
-            config.embed_dim,
-            config.encoder_channels,
-            config.heads,
-            config.layers,
-            config.dropout,
-            config.windows,
-            config.window_seconds,
-            0,
-        )
+        self.analyser = _analyser(config, 0)
         self.tcn = TCN(
             2 * config.n_bands,
             2 * config.n_bands,
