@@ -49,6 +49,8 @@ ALL_STAGES: tuple[str, ...] = (
     "limiter",
 )
 MAX_TRACKS = 64
+PRIOR_SECONDS = 8.0
+"""Most audio (seconds at the analysis rate, all windows together) the rule prior analyses."""
 UNKNOWN_CLASS = len(INSTRUMENT_CLASSES)
 """Class index meaning "not given" (a learned embedding of its own)."""
 
@@ -367,8 +369,10 @@ class ConsoleNet(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """The rule-based mixer's normalised settings per item: ``((batch, tracks, P), (batch, M))``.
 
-        Computed at the analysis rate on the analysis windows (joined end to end), so the
-        cost is bounded whatever the song's length. Unknown classes are classified from audio.
+        Computed at the analysis rate on the analysis windows joined end to end; when they
+        add up to more than :data:`PRIOR_SECONDS`, on as many whole windows as fit, spread
+        evenly over the song (whole windows, as in training), so the cost is bounded
+        whatever the song's length. Unknown classes are classified from audio.
         """
         sr = self.config.sample_rate
         if self._rule_mixer is None:
@@ -380,6 +384,9 @@ class ConsoleNet(nn.Module):
             for b in range(batch):
                 valid = mask[b].nonzero().squeeze(1)
                 win = self.analyser.analysis_windows(tracks[b, valid], sample_rate, self.config.windows)
+                count = max(1, int(PRIOR_SECONDS * sr) // win.shape[3])
+                if count < win.shape[2]:  # whole windows, spread evenly, as in training
+                    win = win[:, :, torch.linspace(0, win.shape[2] - 1, count).round().long()]
                 audio = rearrange(win.expand(-1, 2, -1, -1), "t c k w -> t c (k w)")
                 names = [None if classes is None or int(c) >= UNKNOWN_CLASS else INSTRUMENT_CLASSES[int(c)]
                          for c in (classes[b, valid] if classes is not None else valid)]
