@@ -2,9 +2,9 @@
 
 Data: procedural songs (generated on the fly in DataLoader workers) mixed by the
 seeded "mixing engineer" (:mod:`neuromix.mixing.engineer`), whose settings are
-known, so the console network gets a parameter loss next to the audio losses;
-optionally real multitrack folders with un-mix augmentation (the wet stems'
-plain sum is the target; see :mod:`neuromix.mixing.augment`).
+known, so the console network gets a parameter loss next to the audio losses.
+(Training on real multitrack folders with un-mix augmentation is not wired in yet;
+the pieces exist in :mod:`neuromix.mixing.data` and :mod:`neuromix.mixing.augment`.)
 
 Each synthetic item is a song of two segments: the network sees the first,
 the engineer's settings for it render the target mix, and the same settings
@@ -69,8 +69,6 @@ class TrainConfig:
         sample_rate: training rate in Hz.
         segment_seconds: length of the audio the network sees per item.
         min_tracks, max_tracks: range of track counts of generated songs.
-        folders: real multitrack folders (trained with un-mix augmentation) besides the generator.
-        real_fraction: fraction of items drawn from ``folders``.
         batch_size: items per step and process.
         steps: optimizer steps in total.
         lr, weight_decay, grad_clip, warmup_steps: AdamW and schedule (cosine decay to 10 %).
@@ -94,8 +92,6 @@ class TrainConfig:
     segment_seconds: float = 4.0
     min_tracks: int = 4
     max_tracks: int = 10
-    folders: tuple[str, ...] = ()
-    real_fraction: float = 0.0
     batch_size: int = 8
     steps: int = 2000
     lr: float = 1e-3
@@ -172,9 +168,7 @@ class TrainConfig:
         return TrainConfig.from_dict(doc)
 
     def to_dict(self) -> dict[str, Any]:
-        doc = dataclasses.asdict(self)
-        doc["folders"] = list(self.folders)
-        return doc
+        return dataclasses.asdict(self)
 
 
 def shipped_config_path(name: str) -> Path:
