@@ -37,6 +37,11 @@ def _check_output(path: Path, force: bool) -> None:
         raise OutputExistsError(f"{path} exists; pass --force to overwrite it")
 
 
+def _check_output_folder(folder: Path, force: bool) -> None:
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not force:
+        raise OutputExistsError(f"{folder} is not empty; pass --force to overwrite")
+
+
 # --------------------------------------------------------------------------- subcommands
 
 
@@ -44,8 +49,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from neuromix.mixing.generator import demo_song, generate_song, write_song
 
     out = Path(args.output)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise OutputExistsError(f"{out} is not empty; pass --force to overwrite")
+    _check_output_folder(out, args.force)
     if args.demo:
         song = demo_song(args.demo, sample_rate=args.sample_rate, seconds=args.seconds)
     else:
@@ -153,8 +157,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from neuromix.ui.demo import render_demo
 
     out = Path(args.output)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise OutputExistsError(f"{out} is not empty; pass --force to overwrite")
+    _check_output_folder(out, args.force)
     summary = render_demo(args.song, out, sample_rate=args.sample_rate, seconds=args.seconds)
     print(json.dumps(summary, indent=2))
     return EXIT_OK
@@ -174,8 +177,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
 
     out = Path(args.output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise OutputExistsError(f"{out} is not empty; pass --force to overwrite")
+    _check_output_folder(out, args.force)
     systems = resolve_systems(args.systems)
     max_seconds = args.max_seconds if args.max_seconds and args.max_seconds > 0 else None
     songs = []
@@ -206,8 +208,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     )
 
     out = Path(args.output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise OutputExistsError(f"{out} is not empty; pass --force to overwrite")
+    _check_output_folder(out, args.force)
     target = target_from_spec(args.target, args.sample_rate)
     config = ProbeConfig.quick() if args.quick else ProbeConfig()
     levels = config.step_levels()
