@@ -2,9 +2,9 @@
 
 Data: procedural songs (generated on the fly in DataLoader workers) mixed by the
 seeded "mixing engineer" (:mod:`neuromix.mixing.engineer`), whose settings are
-known, so the console network gets a parameter loss next to the audio losses.
-(Training on real multitrack folders with un-mix augmentation is not wired in yet;
-the pieces exist in :mod:`neuromix.mixing.data` and :mod:`neuromix.mixing.augment`.)
+known, so the console network gets a parameter loss next to the audio losses;
+optionally real multitrack folders with un-mix augmentation (the wet stems' plain
+sum is the target, FxNorm-style; see :class:`UnmixDataset`).
 
 Each synthetic item is a song of two segments: the network sees the first,
 the engineer's settings for it render the target mix, and the same settings
@@ -78,6 +78,11 @@ class TrainConfig:
         class_dropout: chance that a track's class label is hidden (model learns to cope).
         val_every, val_items: validation cadence and size (fixed held-out seeds).
         checkpoint_every: steps between saves of the resumable state.
+        folders: real multitrack folders (searched with :func:`~neuromix.mixing.data.find_songs`)
+            trained with un-mix augmentation besides the generator: the wet stems are
+            perturbed (:func:`~neuromix.mixing.augment.sample_unmix`) and their plain sum is
+            the target (no settings loss for these items).
+        real_fraction: share of training items drawn from ``folders`` (0 < f < 1 with folders).
         num_workers: DataLoader worker processes per training process.
         pool_items: when > 0, generate this many synthetic items once (with ``num_workers``
             processes, audio kept as float16) and train for several epochs over that pool,
@@ -107,6 +112,8 @@ class TrainConfig:
     val_every: int = 200
     val_items: int = 16
     checkpoint_every: int = 50
+    folders: tuple[str, ...] = ()
+    real_fraction: float = 0.25
     num_workers: int = 1
     pool_items: int = 0
     seed: int = 0
@@ -143,6 +150,8 @@ class TrainConfig:
             raise ConfigError(f"training config: model_type must be one of {', '.join(MODEL_REGISTRY)}")
         if not (1 <= cfg.min_tracks <= cfg.max_tracks <= 64):
             raise ConfigError("training config: need 1 <= min_tracks <= max_tracks <= 64")
+        if cfg.folders and not 0.0 < cfg.real_fraction < 1.0:
+            raise ConfigError("training config: real_fraction must be between 0 and 1 when folders are given")
         if cfg.batch_size < 1 or cfg.steps < 1 or cfg.segment_seconds <= 0.5:
             raise ConfigError("training config: batch_size and steps must be >= 1, segment_seconds > 0.5")
         try:
@@ -168,7 +177,9 @@ class TrainConfig:
         return TrainConfig.from_dict(doc)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        doc = dataclasses.asdict(self)
+        doc["folders"] = list(self.folders)
+        return doc
 
 
 def shipped_config_path(name: str) -> Path:
@@ -246,7 +257,72 @@ class EngineerDataset(Dataset):
             "master_u": master_u[0],
             "prior_track_u": prior_track_u,
             "prior_master_u": prior_master_u,
+            "has_settings": True,
             "seed": seed,
+        }
+
+
+class UnmixDataset(Dataset):
+    """Real multitrack segments with un-mix augmentation (after FxNorm-automix).
+
+    Item ``i`` is segment ``i % len(segments)`` of the songs (deterministic positions), its
+    wet stems perturbed by seeded un-mix settings (gain, EQ, dynamics, pan/width); the
+    target is the plain sum of the *unperturbed* wet stems, so a network learns to undo
+    the perturbation, i.e. to mix. Items carry ``has_settings = False`` (no settings loss)
+    and zero settings targets; the rule prior is computed on the perturbed stems.
+    """
+
+    def __init__(
+        self,
+        folders: tuple[str, ...] | list[str],
+        length: int,
+        *,
+        seconds: float,
+        sample_rate: int,
+        max_tracks: int,
+        seed: int = 0,
+    ) -> None:
+        from neuromix.mixing.data import SegmentDataset, find_songs
+
+        songs = [song for folder in folders for song in find_songs(folder)]
+        if not songs:
+            raise ConfigError(f"training config: no multitrack songs found in {', '.join(folders)}")
+        self.segments = SegmentDataset(
+            songs, segment_seconds=seconds, sample_rate=sample_rate, segments_per_song=8, seed=seed,
+            max_tracks=max_tracks,
+        )
+        self.length = int(length)
+        self.seed = int(seed)
+        self.sample_rate = int(sample_rate)
+        self.console = Console(sample_rate)
+        self.rules = RuleMixer(sample_rate)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from neuromix.mixing.augment import apply_unmix, sample_unmix
+        from neuromix.mixing.classes import INSTRUMENT_CLASSES
+
+        item = self.segments[int(index) % len(self.segments)]
+        wet = item["tracks"]
+        params = sample_unmix(wet.shape[0], self.seed * 1_000_003 + int(index))
+        with torch.no_grad():
+            tracks = apply_unmix(wet, self.sample_rate, params)
+        classes = [INSTRUMENT_CLASSES[int(c)] for c in item["classes"]]
+        prior_track_u, prior_master_u = rule_prior(tracks, classes, self.sample_rate, self.rules)
+        return {
+            "tracks": tracks,
+            "mask": item["mask"],
+            "classes": item["classes"],
+            "mix": wet.sum(dim=0),
+            "reference": wet.sum(dim=0),
+            "track_u": torch.zeros(wet.shape[0], len(self.console.track_ranges)),
+            "master_u": torch.zeros(len(self.console.master_ranges)),
+            "prior_track_u": prior_track_u,
+            "prior_master_u": prior_master_u,
+            "has_settings": False,
+            "seed": int(index),
         }
 
 
@@ -297,6 +373,7 @@ def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for key in ("mix", "reference", "master_u", "prior_master_u"):
         out[key] = torch.stack([item[key] for item in items])
     out["seed"] = torch.tensor([item["seed"] for item in items])
+    out["has_settings"] = torch.tensor([bool(item.get("has_settings", True)) for item in items])
     return out
 
 
@@ -427,6 +504,7 @@ def compute_losses(
     """Forward pass and the weighted loss of one batch; returns ``(loss, parts)``."""
     core = checkpoint.unwrap_model(model)
     tracks, mask, classes = batch["tracks"], batch["mask"], batch["classes"].clone()
+    has_settings = batch.get("has_settings", torch.ones(tracks.shape[0], dtype=torch.bool)).to(tracks.device)
     if generator is not None and cfg.class_dropout > 0:
         hide = torch.rand(classes.shape, generator=generator) < cfg.class_dropout
         classes[hide.to(classes.device)] = len(CLASS_INDEX)
@@ -437,16 +515,21 @@ def compute_losses(
             reference_mask = torch.zeros(tracks.shape[0], dtype=torch.bool)
         else:
             reference_mask = torch.rand(tracks.shape[0], generator=generator) < cfg.reference_probability
-        reference_mask = reference_mask.to(tracks.device)
-    audio_on = step >= cfg.audio_loss_from_step
+        # real (un-mixed) items carry no reference of their own style
+        reference_mask = reference_mask.to(tracks.device) & has_settings
+    # items without known settings (real songs) only have audio targets: audio losses on
+    audio_on = step >= cfg.audio_loss_from_step or not bool(has_settings.all())
     parts: dict[str, float] = {}
     loss = tracks.new_zeros(())
     if isinstance(core, ConsoleNet):
         prior = (batch["prior_track_u"], batch["prior_master_u"])
         result = model(tracks, mask, cfg.sample_rate, classes, reference, reference_mask, render=audio_on, prior=prior)
-        weights = mask.to(result.track_u.dtype)[..., None]
-        p_loss = ((result.track_u - batch["track_u"]).abs() * weights).sum() / (weights.sum() * result.track_u.shape[-1])
-        p_loss = p_loss + (result.master_u - batch["master_u"]).abs().mean()
+        item = has_settings.to(result.track_u.dtype)
+        weights = mask.to(result.track_u.dtype)[..., None] * item[:, None, None]
+        track_err = ((result.track_u - batch["track_u"]).abs() * weights).sum()
+        p_loss = track_err / (weights.sum() * result.track_u.shape[-1]).clamp_min(1.0)
+        master_err = ((result.master_u - batch["master_u"]).abs().mean(dim=-1) * item).sum()
+        p_loss = p_loss + master_err / item.sum().clamp_min(1.0)
         parts["param"] = float(p_loss.detach())
         loss = loss + cfg.param_loss_weight * p_loss
     else:  # the black box has no settings: audio losses from the first step
@@ -549,6 +632,18 @@ def train(
     )
     if cfg.pool_items > 0:
         train_set = PooledDataset(train_set, cfg.pool_items, cfg.num_workers, progress and info.main)
+    if cfg.folders:
+        synthetic_items = len(train_set)
+        real_items = max(1, round(cfg.real_fraction / (1.0 - cfg.real_fraction) * synthetic_items))
+        real_set = UnmixDataset(
+            cfg.folders,
+            real_items,
+            seconds=cfg.segment_seconds,
+            sample_rate=cfg.sample_rate,
+            max_tracks=cfg.max_tracks,
+            seed=cfg.seed,
+        )
+        train_set = torch.utils.data.ConcatDataset([train_set, real_set])
     sampler = DistributedSampler(train_set, num_replicas=info.world, rank=info.rank, shuffle=True, seed=cfg.seed)
     steps_per_epoch = len(sampler) // cfg.batch_size
     if steps_per_epoch < 1:

@@ -96,3 +96,50 @@ def test_ddp_two_processes_end_with_identical_weights(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert log[-1] == {"step": 3, "ranks_identical": True}
     assert sum(1 for r in log if "loss" in r) == 3  # only rank 0 wrote the log
+
+
+def _write_song(folder: Path, seconds: float = 2.0, sr: int = 16000) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    folder.mkdir(parents=True)
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(0)
+    stems = {
+        "kick.wav": np.sin(2 * np.pi * 55 * t) * np.exp(-((t * 4) % 1) * 8),
+        "bass.wav": 0.3 * np.sin(2 * np.pi * 110 * t),
+        "vox.wav": 0.2 * np.sin(2 * np.pi * 440 * t) + 0.02 * rng.standard_normal(t.size),
+    }
+    for name, audio in stems.items():
+        sf.write(str(folder / name), audio.astype("float32"), sr)
+
+
+def test_unmix_dataset_items(tmp_path):
+    from neuromix.mixing.train import UnmixDataset
+
+    _write_song(tmp_path / "songs" / "one")
+    data = UnmixDataset([str(tmp_path / "songs")], 4, seconds=1.0, sample_rate=16000, max_tracks=8, seed=1)
+    item, again = data[2], data[2]
+    assert item["tracks"].shape == (3, 2, 16000) and item["has_settings"] is False
+    torch.testing.assert_close(item["tracks"], again["tracks"])  # seeded
+    assert (item["tracks"] - data[3]["tracks"]).abs().max() > 1e-3  # a different perturbation per item
+    # the target is the plain sum of the unperturbed stems, which the input no longer sums to
+    assert (item["tracks"].sum(0) - item["mix"]).abs().max() > 1e-3
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no multitrack songs"):
+        UnmixDataset([str(tmp_path / "empty")], 1, seconds=1.0, sample_rate=16000, max_tracks=8)
+
+
+@pytest.mark.slow
+def test_training_with_real_folders(tmp_path):
+    _write_song(tmp_path / "songs" / "one")
+    cfg = TrainConfig.from_dict({**TINY, "steps": 2, "val_items": 0, "batch_size": 4, "audio_loss_from_step": 100,
+                                 "folders": [str(tmp_path / "songs")], "real_fraction": 0.5})
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["step"] == 2
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    # batches that hold real items train on audio before the curriculum's audio step
+    assert any("stft" in r for r in log)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    with pytest.raises(ConfigError, match="real_fraction"):
+        TrainConfig.from_dict({**TINY, "folders": ["x"], "real_fraction": 1.0})
