@@ -498,6 +498,12 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def _track_settings_error(pred: Tensor, target: Tensor, mask: Tensor, has_settings: Tensor) -> Tensor:
+    """Mean absolute error of normalised per-track settings over real tracks of items with known settings."""
+    weights = mask.to(pred.dtype)[..., None] * has_settings.to(pred.dtype)[:, None, None]
+    return ((pred - target).abs() * weights).sum() / (weights.sum() * pred.shape[-1]).clamp_min(1.0)
+
+
 def compute_losses(
     model: nn.Module, batch: Mapping[str, Any], cfg: TrainConfig, step: int, generator: torch.Generator | None
 ) -> tuple[Tensor, dict[str, float]]:
@@ -524,10 +530,8 @@ def compute_losses(
     if isinstance(core, ConsoleNet):
         prior = (batch["prior_track_u"], batch["prior_master_u"])
         result = model(tracks, mask, cfg.sample_rate, classes, reference, reference_mask, render=audio_on, prior=prior)
-        item = has_settings.to(result.track_u.dtype)
-        weights = mask.to(result.track_u.dtype)[..., None] * item[:, None, None]
-        track_err = ((result.track_u - batch["track_u"]).abs() * weights).sum()
-        p_loss = track_err / (weights.sum() * result.track_u.shape[-1]).clamp_min(1.0)
+        p_loss = _track_settings_error(result.track_u, batch["track_u"], mask, has_settings)
+        item = has_settings.to(result.master_u.dtype)
         master_err = ((result.master_u - batch["master_u"]).abs().mean(dim=-1) * item).sum()
         p_loss = p_loss + master_err / item.sum().clamp_min(1.0)
         parts["param"] = float(p_loss.detach())
@@ -560,8 +564,7 @@ def _validate(model: nn.Module, loader: DataLoader, cfg: TrainConfig) -> dict[st
                 track_u, master_u = core.predict(
                     batch["tracks"], batch["mask"], cfg.sample_rate, batch["classes"], prior=prior
                 )
-                weights = batch["mask"].to(track_u.dtype)[..., None]
-                err = ((track_u - batch["track_u"]).abs() * weights).sum() / (weights.sum() * track_u.shape[-1])
+                err = _track_settings_error(track_u, batch["track_u"], batch["mask"], batch["has_settings"])
                 param += float(err) * batch["tracks"].shape[0]
                 console = core.console(cfg.sample_rate)
                 mix = console(batch["tracks"], batch["mask"], console.denormalise(track_u, master_u))

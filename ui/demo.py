@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from neuromix.core.io import write_audio
 from neuromix.mixing.generator import DEMO_SONGS, demo_song, write_song
-from neuromix.mixing.rules import RuleMixer
+from neuromix.mixing.inference import mix_multitrack
 
 
 def render_demo(song: str | None, output: str | Path, *, sample_rate: int = 44100, seconds: float | None = None) -> dict:
     """Generate a demo song, mix it with the rule-based mixer and write everything to ``output``.
 
-    Writes ``stems/`` (one WAV per stem + metadata.json), ``mix.wav`` (24-bit, true peak
-    <= -1 dBFS) and ``settings.json`` (the console settings, editable and re-loadable).
+    The mix is :func:`neuromix.mixing.inference.mix_multitrack` with the rule-based mixer (the
+    same path as ``neuromix mix --model rules``). Writes ``stems/`` (one WAV per stem +
+    metadata.json), ``mix.wav`` (24-bit, true peak <= -1 dBFS) and ``settings.json`` (the
+    console settings, editable and re-loadable with ``neuromix mix --settings``).
 
     Returns:
         A JSON-serialisable summary (song, tracks, files, loudness).
@@ -28,17 +28,14 @@ def render_demo(song: str | None, output: str | Path, *, sample_rate: int = 4410
     out.mkdir(parents=True, exist_ok=True)
     s = demo_song(name, sample_rate=sample_rate, seconds=seconds)
     write_song(s, out / "stems", overwrite=True)
-    mixer = RuleMixer(sample_rate)
-    with torch.no_grad():
-        mix, params = mixer.mix(s.as_multitrack(), s.classes)
-    write_audio(out / "mix.wav", mix[0], sample_rate, overwrite=True)
-    settings = mixer.console.settings_to_dict(params, s.names)
-    (out / "settings.json").write_text(json.dumps(settings, indent=2))
+    outcome = mix_multitrack(s.as_multitrack(), sample_rate, model="rules", classes=s.classes, names=s.names)
+    write_audio(out / "mix.wav", outcome.mix, sample_rate, overwrite=True)
+    (out / "settings.json").write_text(json.dumps(outcome.settings, indent=2))
     return {
         "song": name,
         "tracks": dict(zip(s.names, s.classes)),
         "mix": str(out / "mix.wav"),
         "settings": str(out / "settings.json"),
         "stems": str(out / "stems"),
-        "loudness_lufs": round(float(integrated_loudness(mix, sample_rate)[0]), 2),
+        "loudness_lufs": round(float(integrated_loudness(outcome.mix[None], sample_rate)[0]), 2),
     }
