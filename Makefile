@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch and torchaudio from the project's ranges; override e.g. TORCH="torch==2.9.1" if needed.
 TORCH  ?= torch>=2.9
 
-.PHONY: run test venv dev bench clean
+.PHONY: run demo test venv dev bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,12 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
-## make run: start the main job (see README: the browser workbench once it exists)
+## make run: start the browser workbench on http://127.0.0.1:7860 (Ctrl-C stops it)
 run: $(VENV)/.installed
+	GRADIO_ANALYTICS_ENABLED=False $(BIN)/neuromix ui --host 127.0.0.1 --port 7860
+
+## make demo: render the demo song, its rule-based mix and settings into out/demo (no browser)
+demo: $(VENV)/.installed
 	GRADIO_ANALYTICS_ENABLED=False $(BIN)/neuromix demo --output out/demo --force
 
 ## make test: the whole suite (slow tests included)

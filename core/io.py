@@ -88,12 +88,16 @@ class AudioLimits:
         max_bytes: largest file size accepted, in bytes.
         max_channels: most channels a file may have.
         max_tracks: most files a multitrack may have.
+        min_sample_rate: lowest sample rate (Hz) of a file or of a requested output rate;
+            the mixers' loudness measurement (BS.1770 K-weighting) and the console need
+            at least telephone-band audio.
     """
 
     max_seconds: float = 900.0
     max_bytes: int = 2 * 1024**3
     max_channels: int = 2
     max_tracks: int = 64
+    min_sample_rate: int = 8000
 
 
 DEFAULT_LIMITS = AudioLimits()
@@ -273,6 +277,11 @@ def _check_positive_rate(sample_rate: int | None, name: str = "sample_rate") -> 
         raise ConfigError(f"{name} must be a positive integer number of Hz, got {sample_rate!r}")
 
 
+def _check_min_rate(sample_rate: int | None, limits: AudioLimits) -> None:
+    if sample_rate is not None and sample_rate < limits.min_sample_rate:
+        raise ConfigError(f"sample_rate {sample_rate} Hz is too low; at least {limits.min_sample_rate} Hz is supported")
+
+
 def _check_segment(start_s: float, duration_s: float | None) -> None:
     if not math.isfinite(start_s) or start_s < 0:
         raise ConfigError(f"start_s must be a finite number of seconds >= 0, got {start_s!r}")
@@ -313,10 +322,13 @@ def read_audio(
         AudioInputError: (message names the file) missing, a directory, not an audio
             file, truncated, zero-length, non-finite samples, more channels than
             ``limits.max_channels``, larger than ``limits.max_bytes``, a segment longer
-            than ``limits.max_seconds``, or ``start_s`` at or past the end.
-        ConfigError: ``sample_rate``, ``start_s`` or ``duration_s`` out of range.
+            than ``limits.max_seconds``, a sample rate below ``limits.min_sample_rate``, or
+            ``start_s`` at or past the end.
+        ConfigError: ``sample_rate`` (not a positive integer, or below
+            ``limits.min_sample_rate``), ``start_s`` or ``duration_s`` out of range.
     """
     _check_positive_rate(sample_rate)
+    _check_min_rate(sample_rate, limits)
     _check_segment(start_s, duration_s)
     p, size = _check_file(path, limits.max_bytes)
     with _open_soundfile(p) as f:
@@ -336,6 +348,10 @@ def read_audio(
             )
         if total <= 0 or file_sr <= 0:
             raise AudioInputError("contains no audio (zero-length)", p)
+        if file_sr < limits.min_sample_rate:
+            raise AudioInputError(
+                f"has a sample rate of {file_sr} Hz; at least {limits.min_sample_rate} Hz is supported", p
+            )
         start = int(round(start_s * file_sr))
         if start >= total:
             raise AudioInputError(
@@ -711,10 +727,13 @@ def load_multitrack(
 
     Raises:
         AudioInputError: folder missing / unreadable / a symlink loop, no audio files,
-            more than ``limits.max_tracks`` files, or any bad file (the error names it).
-        ConfigError: invalid ``sample_rate``, ``start_s`` or ``duration_s``.
+            more than ``limits.max_tracks`` files, or any bad file (the error names it),
+            e.g. one whose rate is below ``limits.min_sample_rate``.
+        ConfigError: invalid ``sample_rate`` (or below ``limits.min_sample_rate``),
+            ``start_s`` or ``duration_s``.
     """
     _check_positive_rate(sample_rate)
+    _check_min_rate(sample_rate, limits)
     _check_segment(start_s, duration_s)
     notes: list[str] = []
     if isinstance(source, (str, os.PathLike)):
@@ -738,6 +757,9 @@ def load_multitrack(
             )
     infos = [audio_info(p) for p in files]
     rates = [int(i.samplerate) for i in infos]
+    for p, rate in zip(files, rates):
+        if rate < limits.min_sample_rate:  # name the file before a session rate is chosen from it
+            raise AudioInputError(f"has a sample rate of {rate} Hz; at least {limits.min_sample_rate} Hz is supported", p)
     if sample_rate is None:
         counts = Counter(rates)
         target_sr = max(counts, key=lambda r: (counts[r], r))
@@ -783,3 +805,41 @@ def load_multitrack(
         source_channels=channels,
         notes=notes,
     )
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str, *, overwrite: bool = False) -> Path:
+    """Write a text file (UTF-8) atomically: a temporary file in the same folder, fsync, rename.
+
+    A reader (or a crash at any moment) sees either the old file or the complete new one.
+
+    Args:
+        path: destination.
+        text: content.
+        overwrite: replace an existing file; without it an existing file is an error.
+
+    Returns:
+        The destination path.
+
+    Raises:
+        AudioOutputError: the destination exists (without ``overwrite``) or cannot be written.
+    """
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise AudioOutputError("already exists; pass overwrite=True (or --force) to replace it", p)
+    folder = p.parent if str(p.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise AudioOutputError(f"cannot write here ({exc.strerror or exc})", p) from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p

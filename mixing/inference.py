@@ -78,6 +78,7 @@ from neuromix.core.dsp.utils import fast_fft_size
 from neuromix.core.errors import AudioInputError, ConfigError, NeuromixError
 from neuromix.core.io import Multitrack
 from neuromix.mixing.classes import INSTRUMENT_CLASSES, class_index
+from neuromix.mixing.goals import DEFAULT_STEPS, SolveReport, Targets, guide_settings, parse_targets
 from neuromix.mixing import shipped
 from neuromix.mixing.models import ALL_STAGES, MAX_TRACKS, BlackBoxNet, ConsoleNet, load_model
 
@@ -141,6 +142,7 @@ class MixOutcome:
         classes: instrument class of every track (names of ``INSTRUMENT_CLASSES``).
         model_name: what decided the mix (``"rules"``, ``"console_net:<file>:<hash>"``, ...).
         names: the track names used in ``settings`` (unique).
+        report: what goal-oriented optimisation did (reference, targets, re-solve), else ``None``.
     """
 
     mix: Tensor
@@ -148,6 +150,7 @@ class MixOutcome:
     classes: list[str]
     model_name: str
     names: list[str] = field(default_factory=list)
+    report: SolveReport | None = None
 
 
 @dataclass(frozen=True)
@@ -372,6 +375,7 @@ def render_console(
     *,
     block_samples: int,
     progress: bool = False,
+    rides: Callable[[int, int], Tensor] | None = None,
 ) -> Tensor:
     """Render ``console(tracks, mask, params)`` block by block with bounded memory.
 
@@ -387,6 +391,9 @@ def render_console(
         params: physical settings.
         block_samples: samples per block (rounded down to a multiple of ``DETECTOR_HOP``).
         progress: show a progress bar.
+        rides: fader automation: ``rides(start, stop)`` -> ``(batch, tracks, stop - start)``
+            linear gains applied after each track's compressor (where a console's fader sits),
+            e.g. :meth:`neuromix.mixing.automation.Automation.gains`.
 
     Returns:
         ``(batch, 2, samples)`` mix. Not differentiable (run under ``torch.no_grad``).
@@ -441,7 +448,10 @@ def render_console(
             x = track_fir(x) if cfg.track_eq else F.gain(x, track_p["gain_db"])
             if track_comp is not None:
                 x = track_comp(x)
-            dry, send = console.route(rearrange(x, "(b t) c n -> b t c n", b=batch), mask, params)
+            x = rearrange(x, "(b t) c n -> b t c n", b=batch)
+            if rides is not None:
+                x = x * rides(start, stop)[:, :, None, :].to(x.dtype)
+            dry, send = console.route(x, mask, params)
             del x
             if send is not None and reverb_fir is not None:
                 dry = dry + F.gain(reverb_fir(send), m["reverb_return_db"])
@@ -754,10 +764,13 @@ def mix_multitrack(
     names: Sequence[str] | None = None,
     settings: Mapping | None = None,
     reference: Tensor | None = None,
+    targets: Targets | str | Mapping | None = None,
+    locks: Sequence[str] = (),
+    steps: int = DEFAULT_STEPS,
     block_seconds: float | None = None,
     progress: bool = False,
 ) -> MixOutcome:
-    """Mix a multitrack of any length into a stereo mix.
+    """Mix a multitrack of any length into a stereo mix, optionally toward a goal.
 
     Args:
         tracks: ``(tracks, channels, samples)`` float tensor (1 to 64 tracks, 1 or 2
@@ -769,22 +782,141 @@ def mix_multitrack(
             (the rest from :func:`~neuromix.mixing.classify.classify_tracks`: names, then audio).
         names: track names (default: the Multitrack's, else ``track1``, ``track2``, ...).
         settings: a settings document (:func:`settings_document`, e.g. from ``--params``):
-            render it instead of predicting; tracks are matched by name.
-        reference: ``(channels, samples)`` reference mix at the session rate (console
-            networks with reference tokens use it; other mixers ignore it).
+            start from it instead of predicting; tracks are matched by name.
+        reference: ``(channels, samples)`` reference mix at the session rate. A console
+            network takes it as extra tokens; then (console networks and rules) the settings
+            are optimised toward its features (:mod:`neuromix.mixing.goals`).
+        targets: explicit or semantic targets (:func:`~neuromix.mixing.goals.parse_targets`),
+            met by optimising the settings.
+        locks: settings kept exactly while optimising (``"vocals.gain_db"``, ``"master.width"``).
+        steps: optimisation steps of a goal-oriented mix.
         block_seconds: block length of the streaming render; ``None`` sizes blocks from
             :data:`CONSOLE_BLOCK_BUDGET` / :data:`BLACKBOX_BLOCK_BUDGET`.
         progress: show progress bars.
 
     Returns:
-        :class:`MixOutcome` with the ``(2, samples)`` mix (finite, true peak <= -1 dBTP).
+        :class:`MixOutcome` with the ``(2, samples)`` mix (finite, true peak <= -1 dBTP) and,
+        for a goal-oriented mix, the :class:`~neuromix.mixing.goals.SolveReport`.
 
     Raises:
-        NeuromixError: bad model spec or checkpoint, bad settings, classes or input values.
+        NeuromixError: bad model spec or checkpoint, bad settings, classes, targets, locks or
+            input values; a goal for the black-box network (it has no settings to optimise).
         ValueError: ``tracks`` of the wrong shape or type (a programming error).
     """
+    audio, sr, names_u, paths = _checked_session(tracks, sample_rate, names)
+    reference = _checked_reference(reference)
+    goal_targets = _as_targets(targets)
+    guided = reference is not None or goal_targets is not None
+    if locks and not guided:
+        raise ConfigError("locks only matter when there is a goal: give a reference or targets (or use resolve_mix)")
+    excerpt = _excerpt_cache(audio, sr)
+    x4 = audio[None]
+    num_tracks, channels, _ = audio.shape
+    with torch.no_grad():
+        if settings is not None:
+            console, doc, classes_u, model_name = _settings_start(settings, sr, names_u, classes, paths, excerpt)
+        else:
+            mixer = resolve_model(model)
+            model_name = mixer.name
+            classes_u = _decide_classes(classes, names_u, paths, excerpt, sr, None)
+            if mixer.kind == "blackbox":
+                if guided:
+                    raise ConfigError(
+                        "a reference or targets need a mixer with console settings to optimise "
+                        "(--model console or rules); the black-box network has none"
+                    )
+                net = mixer.network
+                assert isinstance(net, BlackBoxNet)
+                with _eval_mode(net):
+                    cond = net.condition(x4, None, sr, _class_ids(classes_u))
+                    block = _block_samples(block_seconds, sr, num_tracks * channels, BLACKBOX_BLOCK_BUDGET, 1)
+                    mix = render_blackbox(net, x4, None, sr, cond, block_samples=block, progress=progress)
+                return _finish(mix, sr, None, classes_u, model_name, names_u)
+            console, predicted = _predict_settings(mixer, x4, excerpt, sr, classes_u, reference)
+            # the rounded document is what is rendered and written (--params)
+            doc = settings_document(console, predicted, names_u, classes_u, model_name)
+            doc = settings_document(console, console.settings_from_dict(doc, names_u)[0], names_u, classes_u, model_name)
+    report = None
+    if guided:
+        doc, report = guide_settings(
+            audio, sr, doc, names=names_u, classes=classes_u, reference=reference, targets=goal_targets,
+            locks=locks, steps=steps, progress=_step_progress(steps, progress),
+        )
+    return _render_document(console, x4, sr, doc, names_u, classes_u, model_name, block_seconds, progress, report)
+
+
+def resolve_mix(
+    tracks: Tensor | Multitrack,
+    sample_rate: int | None = None,
+    settings: Mapping | None = None,
+    *,
+    locks: Sequence[str] = (),
+    reference: Tensor | None = None,
+    targets: Targets | str | Mapping | None = None,
+    anchor: Mapping | None = None,
+    model: str | os.PathLike[str] | nn.Module | MixerModel = "console",
+    classes: Sequence[str] | Mapping[int | str, str] | None = None,
+    names: Sequence[str] | None = None,
+    steps: int = DEFAULT_STEPS,
+    block_seconds: float | None = None,
+    progress: bool = False,
+) -> MixOutcome:
+    """Re-solve edited settings: keep the locked ones exactly, re-optimise the rest, render.
+
+    The goal is the reference and/or the targets when given; otherwise the mix features of
+    ``anchor`` (a settings document, e.g. the network's original prediction), and when that
+    is missing too, of the settings ``model`` predicts for these tracks (the network's own
+    mix).
+
+    Args:
+        tracks: as in :func:`mix_multitrack`.
+        sample_rate: as in :func:`mix_multitrack`.
+        settings: the edited settings document to start from.
+        locks: lock keys ``"TRACK.PARAMETER"`` / ``"master.PARAMETER"`` (``TRACK.*`` locks a
+            whole channel strip). Locked values are copied into the result unchanged.
+        reference: a reference mix ``(channels, samples)`` at the session rate.
+        targets: explicit or semantic targets.
+        anchor: the settings document whose mix is the goal when there is no reference or targets.
+        model: predicts the anchor when neither goal nor anchor is given (not ``"blackbox"``).
+        classes: as in :func:`mix_multitrack`.
+        names: as in :func:`mix_multitrack`.
+        steps: optimisation steps.
+        block_seconds: as in :func:`mix_multitrack`.
+        progress: show progress bars.
+
+    Returns:
+        :class:`MixOutcome` with the re-solved settings, its mix and the report.
+
+    Raises:
+        NeuromixError: as :func:`mix_multitrack`, and for unknown lock keys.
+    """
+    if settings is None or not isinstance(settings, Mapping):
+        raise ConfigError("re-solving needs a settings document (a JSON object) to start from")
+    audio, sr, names_u, paths = _checked_session(tracks, sample_rate, names)
+    reference = _checked_reference(reference)
+    goal_targets = _as_targets(targets)
+    excerpt = _excerpt_cache(audio, sr)
+    x4 = audio[None]
+    with torch.no_grad():
+        console, doc, classes_u, model_name = _settings_start(settings, sr, names_u, classes, paths, excerpt)
+        if reference is None and goal_targets is None and anchor is None:
+            mixer = resolve_model(model)
+            if mixer.kind == "blackbox":
+                raise ConfigError("the black-box network has no settings to re-solve toward; use console or rules")
+            anchor_console, predicted = _predict_settings(mixer, x4, excerpt, sr, classes_u, None)
+            anchor = settings_document(anchor_console, predicted, names_u, classes_u, mixer.name)
+    doc, report = guide_settings(
+        audio, sr, doc, names=names_u, classes=classes_u, reference=reference, targets=goal_targets,
+        anchor=anchor, locks=locks, steps=steps, progress=_step_progress(steps, progress),
+    )
+    return _render_document(console, x4, sr, doc, names_u, classes_u, model_name, block_seconds, progress, report)
+
+
+def _checked_session(
+    tracks: Tensor | Multitrack, sample_rate: int | None, names: Sequence[str] | None
+) -> tuple[Tensor, int, list[str], list[Path]]:
     audio, sr, track_names, paths = _as_tracks(tracks, sample_rate)
-    num_tracks, channels, n = audio.shape
+    num_tracks, _, n = audio.shape
     if not 1 <= num_tracks <= MAX_TRACKS:
         raise AudioInputError(f"between 1 and {MAX_TRACKS} tracks can be mixed, got {num_tracks}")
     if n == 0:
@@ -797,57 +929,109 @@ def mix_multitrack(
         if len(track_names) != num_tracks:
             raise ConfigError(f"{len(track_names)} names for {num_tracks} tracks")
     names_u = _unique_names(track_names or [f"track{i + 1}" for i in range(num_tracks)])
-    audio = audio.to(torch.float32)
-    if reference is not None:
-        reference = torch.as_tensor(reference, dtype=torch.float32)
-        reference = reference[None] if reference.ndim == 1 else reference
-        if reference.ndim != 2 or reference.shape[0] not in (1, 2) or reference.shape[-1] == 0:
-            raise ValueError(f"reference must be (channels, samples), got shape {tuple(reference.shape)}")
-        if not bool(torch.isfinite(reference).all()):
-            raise AudioInputError("the reference contains non-finite samples (NaN or Inf)")
+    return audio.to(torch.float32), sr, names_u, paths
 
+
+def _checked_reference(reference: Tensor | None) -> Tensor | None:
+    if reference is None:
+        return None
+    reference = torch.as_tensor(reference, dtype=torch.float32)
+    reference = reference[None] if reference.ndim == 1 else reference
+    if reference.ndim != 2 or reference.shape[0] not in (1, 2) or reference.shape[-1] == 0:
+        raise ValueError(f"reference must be (channels, samples), got shape {tuple(reference.shape)}")
+    if not bool(torch.isfinite(reference).all()):
+        raise AudioInputError("the reference contains non-finite samples (NaN or Inf)")
+    return reference
+
+
+def _as_targets(targets: Targets | str | Mapping | None) -> Targets | None:
+    if targets is None or isinstance(targets, Targets):
+        return targets or None
+    return parse_targets(targets)
+
+
+def _excerpt_cache(audio: Tensor, sample_rate: int) -> Callable[[], Tensor]:
     cache: list[Tensor] = []
 
     def excerpt() -> Tensor:  # computed once, only when the classifier or the rules need it
         if not cache:
-            cache.append(analysis_excerpt(audio, sr))
+            cache.append(analysis_excerpt(audio, sample_rate))
         return cache[0]
 
-    x4 = audio[None]
+    return excerpt
+
+
+def _settings_start(
+    settings: Mapping,
+    sample_rate: int,
+    names: list[str],
+    classes: Sequence[str] | Mapping[int | str, str] | None,
+    paths: list[Path],
+    excerpt: Callable[[], Tensor],
+) -> tuple[Console, dict, list[str], str]:
+    """Validate a given settings document: ``(console, document, classes, model name)``."""
+    if not isinstance(settings, Mapping):
+        raise ConfigError("settings must be a JSON object (a settings document)")
+    console = console_from_settings(settings, sample_rate)
+    params, _ = console.settings_from_dict(settings, names)
+    doc_classes = settings.get("classes")
+    classes_u = _decide_classes(
+        classes, names, paths, excerpt, sample_rate, doc_classes if isinstance(doc_classes, Mapping) else None
+    )
+    model_name = str(settings.get("model", "settings"))
+    doc = settings_document(console, params, names, classes_u, model_name)
+    # keep the user's own numbers (not their float32 round trip): an unedited value stays bit-identical
+    given = {t.get("name", f"track{i + 1}"): t for i, t in enumerate(settings["tracks"])}
+    for entry in doc["tracks"]:
+        entry.update({k: v for k, v in given[entry["name"]].items() if k in console.track_ranges})
+    doc["master"].update({k: v for k, v in settings.get("master", {}).items() if k in console.master_ranges})
+    for key, value in settings.items():
+        doc.setdefault(key, value)
+    return console, doc, classes_u, model_name
+
+
+def _step_progress(steps: int, enabled: bool) -> Callable[[int, int], None] | None:
+    if not enabled:
+        return None
+    bar = _progress(steps, True, "optimising")
+
+    def update(step: int, total: int) -> None:
+        bar.update(1)
+        if step >= total:
+            bar.close()
+
+    return update
+
+
+def _render_document(
+    console: Console,
+    x4: Tensor,
+    sample_rate: int,
+    doc: dict,
+    names: list[str],
+    classes: list[str],
+    model_name: str,
+    block_seconds: float | None,
+    progress: bool,
+    report: SolveReport | None,
+) -> MixOutcome:
+    """Render exactly what the document says (so --params then --settings gives the same mix)."""
     with torch.no_grad():
-        if settings is not None:
-            if not isinstance(settings, Mapping):
-                raise ConfigError("settings must be a JSON object (a settings document)")
-            console = console_from_settings(settings, sr)
-            params, _ = console.settings_from_dict(settings, names_u)
-            doc_classes = settings.get("classes")
-            classes_u = _decide_classes(
-                classes, names_u, paths, excerpt, sr, doc_classes if isinstance(doc_classes, Mapping) else None
-            )
-            model_name = str(settings.get("model", "settings"))
-        else:
-            mixer = resolve_model(model)
-            model_name = mixer.name
-            classes_u = _decide_classes(classes, names_u, paths, excerpt, sr, None)
-            if mixer.kind == "blackbox":
-                net = mixer.network
-                assert isinstance(net, BlackBoxNet)
-                with _eval_mode(net):
-                    cond = net.condition(x4, None, sr, _class_ids(classes_u))
-                    block = _block_samples(block_seconds, sr, num_tracks * channels, BLACKBOX_BLOCK_BUDGET, 1)
-                    mix = render_blackbox(net, x4, None, sr, cond, block_samples=block, progress=progress)
-                return _finish(mix, sr, None, classes_u, model_name, names_u)
-            console, predicted = _predict_settings(mixer, x4, excerpt, sr, classes_u, reference)
-            # render the (rounded) document itself: --params then --settings gives the same mix
-            params, _ = console.settings_from_dict(
-                settings_document(console, predicted, names_u, classes_u, model_name), names_u
-            )
-        doc = settings_document(console, params, names_u, classes_u, model_name)
+        params, _ = console.settings_from_dict(doc, names)
+        _, num_tracks, channels, _ = x4.shape
         block = _block_samples(
-            block_seconds, sr, num_tracks * channels, CONSOLE_BLOCK_BUDGET, DETECTOR_HOP, console.config.eq_fft_size // 2
+            block_seconds, sample_rate, num_tracks * channels, CONSOLE_BLOCK_BUDGET, DETECTOR_HOP,
+            console.config.eq_fft_size // 2,
         )
-        mix = render_console(console, x4, None, params, block_samples=block, progress=progress)
-        return _finish(mix, sr, doc, classes_u, model_name, names_u)
+        rides = None
+        if doc.get("automation") is not None:
+            from neuromix.mixing.automation import Automation
+
+            rides = Automation.from_dict(doc["automation"], names).gains_function(sample_rate, names)
+        mix = render_console(console, x4, None, params, block_samples=block, progress=progress, rides=rides)
+    outcome = _finish(mix, sample_rate, doc, classes, model_name, names)
+    outcome.report = report
+    return outcome
 
 
 def _class_ids(classes: Sequence[str]) -> Tensor:

@@ -83,22 +83,53 @@ def _cmd_rules_mix(args: argparse.Namespace) -> int:
     """``rules-mix`` is ``mix --model rules`` (same loading, classes, rendering and settings file)."""
     args.model, args.settings, args.reference, args.block_seconds = "rules", None, None, None
     args.no_progress = False
+    args.target = args.targets = args.anchor = args.report = args.automation_out = None
+    args.lock, args.resolve, args.automation, args.steps = [], False, False, 30
     return _cmd_mix(args)
 
 
 def _cmd_mix(args: argparse.Namespace) -> int:
     from neuromix.core.errors import ConfigError
-    from neuromix.core.io import load_multitrack, read_audio, write_audio
-    from neuromix.mixing.inference import mix_multitrack, read_settings, resolve_model
+    from neuromix.core.io import load_multitrack, read_audio, write_audio, write_text_atomic
+    from neuromix.mixing.goals import parse_targets, read_targets
+    from neuromix.mixing.inference import mix_multitrack, read_settings, resolve_mix, resolve_model
 
     out = Path(args.output)
-    _check_output(out, args.force)
-    if args.params:
-        _check_output(Path(args.params), args.force)
+    extra_outputs = [Path(x) for x in (args.params, args.report, args.automation_out) if x]
+    for path in [out, *extra_outputs]:
+        _check_output(path, args.force)
+    if len({p.resolve() for p in [out, *extra_outputs]}) != 1 + len(extra_outputs):
+        raise ConfigError("the output, --params, --report and --automation-out must be different files")
+    # validate every option before reading any audio
     settings = read_settings(args.settings) if args.settings else None
-    overrides = _parse_classes(args.classes) or None  # validate options before reading any audio
+    anchor = read_settings(args.anchor) if args.anchor else None
+    overrides = _parse_classes(args.classes) or None
+    targets = None
+    if args.target and args.targets:
+        raise ConfigError("give targets either as --target TEXT or as --targets FILE, not both")
+    if args.target:
+        targets = parse_targets(args.target)
+    elif args.targets:
+        targets = read_targets(args.targets)
+    locks = list(args.lock or [])
+    guided = bool(args.reference or targets)
+    if args.resolve and settings is None:
+        raise ConfigError("--resolve re-optimises edited settings: give them with --settings FILE")
+    if locks and not (guided or args.resolve):
+        raise ConfigError("--lock keeps settings while optimising: add --reference, --target(s) or --resolve")
+    if anchor is not None and not args.resolve:
+        raise ConfigError("--anchor is the goal of --resolve; add --resolve")
+    if args.report and not (guided or args.resolve):
+        raise ConfigError("--report describes a goal-oriented mix: add --reference, --target(s) or --resolve")
+    if args.automation and (settings is not None or guided):
+        raise ConfigError("--automation rides the network's own prediction; it cannot be combined with "
+                          "--settings, --reference or --target(s)")
+    if args.automation_out and not args.automation:
+        raise ConfigError("--automation-out needs --automation")
+    if args.steps < 0 or args.steps > 1000:
+        raise ConfigError("--steps must be between 0 and 1000")
     model = None
-    if settings is None:
+    if settings is None or args.resolve:
         model = resolve_model(args.model or "console")
         if args.params and model.kind == "blackbox":
             raise ConfigError(
@@ -112,25 +143,65 @@ def _cmd_mix(args: argparse.Namespace) -> int:
     for note in multitrack.notes:
         print(f"note: {note}", file=sys.stderr)
     reference = read_audio(args.reference, multitrack.sample_rate)[0] if args.reference else None
-    outcome = mix_multitrack(
-        multitrack,
-        model=model if model is not None else "console",  # not used when settings are given
-        classes=overrides,
-        settings=settings,
-        reference=reference,
-        block_seconds=args.block_seconds,
-        progress=not args.no_progress and multitrack.duration_s > 30.0,
-    )
+    progress = not args.no_progress and multitrack.duration_s > 30.0
+    automation = None
+    if args.resolve:
+        outcome = resolve_mix(
+            multitrack, settings=settings, locks=locks, reference=reference, targets=targets, anchor=anchor,
+            model=model, classes=overrides, steps=args.steps, block_seconds=args.block_seconds, progress=progress,
+        )
+    elif args.automation:
+        from neuromix.mixing.automation import automate_mix
+
+        outcome, automation = automate_mix(
+            multitrack, model=model, classes=overrides, window_seconds=args.automation_window,
+            block_seconds=args.block_seconds, progress=progress,
+        )
+    else:
+        outcome = mix_multitrack(
+            multitrack,
+            model=model if model is not None else "console",  # not used when settings are given
+            classes=overrides,
+            settings=settings,
+            reference=reference,
+            targets=targets,
+            locks=locks,
+            steps=args.steps,
+            block_seconds=args.block_seconds,
+            progress=progress,
+        )
     write_audio(out, outcome.mix, multitrack.sample_rate, overwrite=args.force)
+    written = [str(out)]
     if args.params and outcome.settings is not None:
-        Path(args.params).write_text(json.dumps(outcome.settings, indent=2) + "\n")
+        write_text_atomic(args.params, json.dumps(outcome.settings, indent=2) + "\n", overwrite=args.force)
+        written.append(f"settings -> {args.params}")
+    if args.report and outcome.report is not None:
+        text = (json.dumps(outcome.report.to_dict(), indent=2) + "\n") if args.report.endswith(".json") \
+            else outcome.report.to_markdown()
+        write_text_atomic(args.report, text, overwrite=args.force)
+        written.append(f"report -> {args.report}")
+    if args.automation_out and automation is not None:
+        write_text_atomic(args.automation_out, automation.to_csv() if args.automation_out.endswith(".csv")
+                          else json.dumps(automation.to_dict(), indent=2) + "\n", overwrite=args.force)
+        written.append(f"automation -> {args.automation_out}")
     classes = ", ".join(f"{n}={c}" for n, c in zip(outcome.names, outcome.classes))
     print(
         f"mixed {multitrack.num_tracks} tracks ({multitrack.duration_s:.1f} s at {multitrack.sample_rate} Hz) "
-        f"with {outcome.model_name} -> {out}" + (f", settings -> {args.params}" if args.params else "")
+        f"with {outcome.model_name} -> " + ", ".join(written)
     )
     print(f"classes: {classes}")
+    if outcome.report is not None:
+        r = outcome.report
+        unmet = [f"{row['where']}.{row['feature']}" for row in r.rows if not row["met"] and r.goal != "reference"]
+        print(f"goal ({r.goal}): distance {r.distance_before:.3f} -> {r.distance_after:.3f}"
+              + (f"; not fully reached: {', '.join(unmet)}" if unmet else ""))
     return EXIT_OK
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from neuromix.ui.app import run_ui
+
+    return run_ui(args)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -404,17 +475,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_rules_mix)
 
     p = sub.add_parser(
+        "ui",
+        help="start the browser workbench (Mix, Learn, Synthesize, Listen) on http://127.0.0.1:7860",
+        description="Start the Gradio workbench. It opens on a bundled demo song mixed by the console\n"
+        "network, offline. Stop it with Ctrl-C.\n"
+        "Examples:\n"
+        "  neuromix ui\n"
+        "  neuromix ui --port 8080 --organiser-token s3cret --db tests.sqlite",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from neuromix.ui.app import add_ui_arguments
+
+    add_ui_arguments(p)
+    p.set_defaults(func=_cmd_ui)
+
+    p = sub.add_parser(
         "mix",
-        help="mix a folder (or files) of stems of any length with a network or the rules",
+        help="mix a folder (or files) of stems with a network or the rules, optionally toward a goal",
         description="Mix stems into a stereo WAV (true peak <= -1 dBFS) with a console network, the\n"
         "black-box network or the rule-based mixer. Static settings come from analysis windows\n"
         "spread over the song; the render streams in blocks, so songs of any length fit in memory.\n"
         "--params writes the console settings (editable JSON); --settings renders such a file\n"
-        "instead of predicting (the same file reproduces the same mix).\n"
+        "instead of predicting (the same file reproduces the same mix).\n\n"
+        "Goal-oriented mixing (console networks and rules): --reference and --target(s) make the\n"
+        "settings optimise toward a reference mixdown's features or explicit targets, through the\n"
+        "differentiable console, starting from the prediction. --lock keeps chosen settings exactly;\n"
+        "--resolve re-optimises edited --settings toward the network's own mix (or --anchor).\n"
+        "Target words: louder softer brighter darker warmer thinner wider narrower punchier smoother\n"
+        "drier wetter ('much'/'slightly' scale them); places: track names, classes, drums, vocals, master.\n\n"
         "Examples:\n"
         "  neuromix mix song/ -o mix.wav --params settings.json\n"
         "  neuromix mix song/ -o mix2.wav --settings settings.json\n"
-        "  neuromix mix kick.wav bass.wav vox.wav -o mix.wav --model rules --classes vox.wav=vocal",
+        "  neuromix mix kick.wav bass.wav vox.wav -o mix.wav --model rules --classes vox.wav=vocal\n"
+        "  neuromix mix song/ -o mix.wav --reference other_song.wav --report report.md\n"
+        "  neuromix mix song/ -o mix.wav --target 'vocals: louder, brighter; drums: punchier; master: wider'\n"
+        "  neuromix mix song/ -o mix.wav --targets targets.toml --params settings.json\n"
+        "  neuromix mix song/ -o mix3.wav --settings edited.json --lock vocal.gain_db --resolve\n"
+        "  neuromix mix song/ -o mix.wav --automation --automation-out rides.csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", help="a folder of stems, or several stem files")
@@ -427,7 +524,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", help="also write the console settings (JSON) to this file")
     p.add_argument("--settings", help="render these settings (JSON from --params) instead of predicting")
     p.add_argument("--classes", help="override classes: NAME=CLASS[,NAME=CLASS...] (NAME: stem or file name)")
-    p.add_argument("--reference", help="a reference mix (audio file) for console networks that take one")
+    p.add_argument("--reference", metavar="AUDIO",
+                   help="a reference mixdown (often another song): console networks read it, then the settings "
+                        "are optimised toward its spectral balance, width, loudness and dynamics "
+                        "(e.g. --reference ref.wav)")
+    p.add_argument("--target", metavar="TEXT",
+                   help="targets in words or JSON, e.g. --target 'vocals: louder, brighter; master: wider'")
+    p.add_argument("--targets", metavar="FILE",
+                   help="targets file (.json/.toml/.txt), e.g. [tracks.vocals] loudness = 3 / [master] width = 2")
+    p.add_argument("--lock", action="append", metavar="TRACK.PARAM",
+                   help="keep a setting exactly while optimising (repeatable), e.g. --lock vocal.gain_db "
+                        "--lock master.width --lock bass.*")
+    p.add_argument("--resolve", action="store_true",
+                   help="re-optimise the unlocked --settings toward the network's own mix (or --anchor, a "
+                        "reference or targets), e.g. --settings edited.json --lock vocal.gain_db --resolve")
+    p.add_argument("--anchor", metavar="SETTINGS",
+                   help="with --resolve: the settings whose mix is the goal (default: the network's prediction)")
+    p.add_argument("--steps", type=int, default=30, help="optimisation steps of a goal-oriented mix (default 30)")
+    p.add_argument("--report", metavar="FILE",
+                   help="write the goal report (.md table or .json): distances and each feature before/after")
+    p.add_argument("--automation", action="store_true",
+                   help="predict settings per window and ride the faders with smooth automation curves")
+    p.add_argument("--automation-window", type=float, default=8.0,
+                   help="window length in seconds of --automation (default 8)")
+    p.add_argument("--automation-out", metavar="FILE", help="write the automation curves (.csv or .json)")
     p.add_argument("--sample-rate", type=int, default=None, help="session rate (default: the stems' rate)")
     p.add_argument("--block-seconds", type=float, default=None, help="render block length (default: by memory)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
