@@ -88,9 +88,11 @@ class AudioLimits:
         max_bytes: largest file size accepted, in bytes.
         max_channels: most channels a file may have.
         max_tracks: most files a multitrack may have.
-        min_sample_rate: lowest sample rate (Hz) of a file or of a requested output rate;
-            the mixers' loudness measurement (BS.1770 K-weighting) and the console need
-            at least telephone-band audio.
+        min_sample_rate, max_sample_rate: range of sample rates (Hz) accepted for a file
+            or a requested output rate. The mixers' loudness measurement (BS.1770
+            K-weighting) needs at least telephone-band audio; memory scales with the rate
+            (a reverb tail of seconds at 100 MHz is gigabytes), so a header claiming an
+            absurd rate is refused instead of being mixed.
     """
 
     max_seconds: float = 900.0
@@ -98,6 +100,7 @@ class AudioLimits:
     max_channels: int = 2
     max_tracks: int = 64
     min_sample_rate: int = 8000
+    max_sample_rate: int = 384000
 
 
 DEFAULT_LIMITS = AudioLimits()
@@ -277,9 +280,21 @@ def _check_positive_rate(sample_rate: int | None, name: str = "sample_rate") -> 
         raise ConfigError(f"{name} must be a positive integer number of Hz, got {sample_rate!r}")
 
 
-def _check_min_rate(sample_rate: int | None, limits: AudioLimits) -> None:
-    if sample_rate is not None and sample_rate < limits.min_sample_rate:
-        raise ConfigError(f"sample_rate {sample_rate} Hz is too low; at least {limits.min_sample_rate} Hz is supported")
+def _rate_range(limits: AudioLimits) -> str:
+    return f"{limits.min_sample_rate} to {limits.max_sample_rate} Hz are supported"
+
+
+def _check_rate_limits(sample_rate: int | None, limits: AudioLimits) -> None:
+    if sample_rate is not None and not limits.min_sample_rate <= sample_rate <= limits.max_sample_rate:
+        raise ConfigError(f"sample_rate {sample_rate} Hz is out of range; {_rate_range(limits)}")
+
+
+def _too_long(p: Path, seconds: float, limits: AudioLimits) -> AudioInputError:
+    return AudioInputError(
+        f"is too long ({_fmt_seconds(seconds)} to read; at most {_fmt_seconds(limits.max_seconds)} are "
+        "accepted; read a segment with duration_s)",
+        p,
+    )
 
 
 def _check_segment(start_s: float, duration_s: float | None) -> None:
@@ -322,13 +337,13 @@ def read_audio(
         AudioInputError: (message names the file) missing, a directory, not an audio
             file, truncated, zero-length, non-finite samples, more channels than
             ``limits.max_channels``, larger than ``limits.max_bytes``, a segment longer
-            than ``limits.max_seconds``, a sample rate below ``limits.min_sample_rate``, or
-            ``start_s`` at or past the end.
-        ConfigError: ``sample_rate`` (not a positive integer, or below
-            ``limits.min_sample_rate``), ``start_s`` or ``duration_s`` out of range.
+            than ``limits.max_seconds``, a sample rate outside ``limits.min_sample_rate`` ..
+            ``limits.max_sample_rate``, or ``start_s`` at or past the end.
+        ConfigError: ``sample_rate`` (not a positive integer, or outside the limits'
+            rate range), ``start_s`` or ``duration_s`` out of range.
     """
     _check_positive_rate(sample_rate)
-    _check_min_rate(sample_rate, limits)
+    _check_rate_limits(sample_rate, limits)
     _check_segment(start_s, duration_s)
     p, size = _check_file(path, limits.max_bytes)
     with _open_soundfile(p) as f:
@@ -348,10 +363,8 @@ def read_audio(
             )
         if total <= 0 or file_sr <= 0:
             raise AudioInputError("contains no audio (zero-length)", p)
-        if file_sr < limits.min_sample_rate:
-            raise AudioInputError(
-                f"has a sample rate of {file_sr} Hz; at least {limits.min_sample_rate} Hz is supported", p
-            )
+        if not limits.min_sample_rate <= file_sr <= limits.max_sample_rate:
+            raise AudioInputError(f"has a sample rate of {file_sr} Hz; {_rate_range(limits)}", p)
         start = int(round(start_s * file_sr))
         if start >= total:
             raise AudioInputError(
@@ -361,11 +374,7 @@ def read_audio(
         available = total - start
         frames = available if duration_s is None else min(max(int(round(duration_s * file_sr)), 1), available)
         if frames / file_sr > limits.max_seconds:
-            raise AudioInputError(
-                f"is too long ({_fmt_seconds(frames / file_sr)} to read; at most "
-                f"{_fmt_seconds(limits.max_seconds)} are accepted; read a segment with duration_s)",
-                p,
-            )
+            raise _too_long(p, frames / file_sr, limits)
         try:
             if start:
                 if f.seekable():
@@ -728,12 +737,12 @@ def load_multitrack(
     Raises:
         AudioInputError: folder missing / unreadable / a symlink loop, no audio files,
             more than ``limits.max_tracks`` files, or any bad file (the error names it),
-            e.g. one whose rate is below ``limits.min_sample_rate``.
-        ConfigError: invalid ``sample_rate`` (or below ``limits.min_sample_rate``),
+            e.g. one whose rate is outside the limits' rate range.
+        ConfigError: invalid ``sample_rate`` (or outside the limits' rate range),
             ``start_s`` or ``duration_s``.
     """
     _check_positive_rate(sample_rate)
-    _check_min_rate(sample_rate, limits)
+    _check_rate_limits(sample_rate, limits)
     _check_segment(start_s, duration_s)
     notes: list[str] = []
     if isinstance(source, (str, os.PathLike)):
@@ -758,8 +767,9 @@ def load_multitrack(
     infos = [audio_info(p) for p in files]
     rates = [int(i.samplerate) for i in infos]
     for p, rate in zip(files, rates):
-        if rate < limits.min_sample_rate:  # name the file before a session rate is chosen from it
-            raise AudioInputError(f"has a sample rate of {rate} Hz; at least {limits.min_sample_rate} Hz is supported", p)
+        # name the file before a session rate is chosen from it
+        if not limits.min_sample_rate <= rate <= limits.max_sample_rate:
+            raise AudioInputError(f"has a sample rate of {rate} Hz; {_rate_range(limits)}", p)
     if sample_rate is None:
         counts = Counter(rates)
         target_sr = max(counts, key=lambda r: (counts[r], r))
@@ -768,11 +778,19 @@ def load_multitrack(
 
     # Preallocate the (tracks, 2, samples) tensor from the headers and fill it file by file,
     # so the peak memory is the result plus one track (not two copies of every track).
-    def expected_length(info: Any, rate: int) -> int:
+    def frames_to_read(info: Any, rate: int) -> int:
         first = min(int(info.frames), int(round(start_s * rate)))
         frames = int(info.frames) - first
         if duration_s is not None:
             frames = min(frames, int(round(duration_s * rate)))
+        return frames
+
+    for p, info, rate in zip(files, infos, rates):  # a header claiming days of audio: refuse before allocating
+        if frames_to_read(info, rate) / rate > limits.max_seconds:
+            raise _too_long(p, frames_to_read(info, rate) / rate, limits)
+
+    def expected_length(info: Any, rate: int) -> int:
+        frames = frames_to_read(info, rate)
         return frames if rate == target_sr else -(-frames * target_sr // rate)
 
     capacity = max(expected_length(i, r) for i, r in zip(infos, rates)) + 1

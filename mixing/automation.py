@@ -196,6 +196,7 @@ def automate_mix(
         _checked_session,
         _decide_classes,
         _excerpt_cache,
+        _pad_short,
         _predict_settings,
         _render_document,
         resolve_model,
@@ -205,6 +206,8 @@ def automate_mix(
     if not 2.0 <= window_seconds <= 60.0:
         raise ConfigError("the automation window must be between 2 and 60 seconds")
     audio, sr, names_u, paths = _checked_session(tracks, sample_rate, names)
+    length = audio.shape[-1]
+    audio = _pad_short(audio, sr)
     mixer = resolve_model(model)
     if mixer.kind == "blackbox":
         raise ConfigError("automation rides console faders; the black-box network has none (use console or rules)")
@@ -228,5 +231,6 @@ def automate_mix(
     doc = settings_document(console, console.settings_from_dict(doc, names_u)[0], names_u, classes_u, mixer.name)
     doc["automation"] = automation.to_dict()
     automation = Automation.from_dict(doc["automation"], names_u)  # exactly what is rendered
-    outcome = _render_document(console, x4, sr, doc, names_u, classes_u, mixer.name, block_seconds, progress, None)
+    outcome = _render_document(console, x4, sr, doc, names_u, classes_u, mixer.name, block_seconds, progress, None,
+                               length)
     return outcome, automation

@@ -68,6 +68,7 @@ names, a mixdown sub-folder, a ``*_mix*`` file, or only a tracks sub-folder), el
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -542,6 +543,19 @@ class SongFolder:
         return multitrack
 
 
+def _folder_error(folder: Path) -> AudioInputError:
+    """The error for a path that is not a usable folder: missing, a link loop, unreachable or a file."""
+    try:
+        os.stat(folder)
+    except FileNotFoundError:
+        return AudioInputError("folder not found", folder)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return AudioInputError("is a symbolic link loop, not a folder", folder)
+        return AudioInputError(f"cannot be accessed ({exc.strerror or exc})", folder)
+    return AudioInputError("is not a folder", folder)
+
+
 def _scan(folder: Path) -> tuple[list[Path], list[Path]]:
     """Non-hidden audio files and sub-folders of ``folder``, each sorted by name."""
     try:
@@ -632,7 +646,7 @@ def detect_layout(path: str | os.PathLike[str]) -> str:
     """
     folder = Path(path)
     if not folder.is_dir():
-        raise AudioInputError("is not a folder" if folder.exists() else "folder not found", folder)
+        raise _folder_error(folder)
     files, dirs = _scan(folder)
     if _is_medleydb(files, dirs, folder):
         return "medleydb"
@@ -663,6 +677,20 @@ def _read_document(path: Path) -> Any:
         return yaml.safe_load(text)
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
         raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.').upper()} ({exc})") from exc
+
+
+def _confined(folder: Path, name: str, where: str) -> Path:
+    """``folder / name`` for a file or folder name taken from metadata, refusing paths that leave ``folder``.
+
+    Metadata names files *inside* the song folder; an absolute path or one that climbs out
+    with ``..`` (after normalisation) would let a document point the loaders at any file.
+
+    Raises:
+        ConfigError: ``name`` is absolute or escapes ``folder``.
+    """
+    if os.path.isabs(name) or name.startswith(("/", "\\")) or ".." in Path(os.path.normpath(name)).parts:
+        raise ConfigError(f"{where}: {name!r} must name a file inside the song folder (no absolute path, no '..')")
+    return folder / name
 
 
 def _stem_entries(doc: Mapping[str, Any], meta_path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -701,7 +729,7 @@ def _load_generic(folder: Path, files: list[Path]) -> SongFolder:
     if mix_name is not None:
         if not isinstance(mix_name, str):
             raise ConfigError(f"{meta_path}: \"mix\" must be a file name")
-        mix_path = folder / mix_name
+        mix_path = _confined(folder, mix_name, f"{meta_path}: mix")
         if not mix_path.is_file():
             raise AudioInputError(f"metadata names mixdown {mix_name!r}, which does not exist", folder)
     else:
@@ -714,7 +742,7 @@ def _load_generic(folder: Path, files: list[Path]) -> SongFolder:
     listed: set[str] = set()
     if meta_path is not None:
         for file, rec in _stem_entries(doc, meta_path):
-            p = by_name.get(file, folder / file)
+            p = by_name.get(file) or _confined(folder, file, f"{meta_path}: stems")
             if not p.is_file():
                 raise AudioInputError(f"{meta_path.name} lists stem {file!r}, which does not exist", folder)
             if file in listed:
@@ -767,11 +795,13 @@ def _load_medleydb(folder: Path, files: list[Path], dirs: list[Path], tracks: st
                       *(p.name[: -len("_METADATA.yaml")] for p in meta_files)]:
         song = candidate
         break
-    stem_dir = folder / str(doc.get("stem_dir") or f"{song}_STEMS")
-    raw_dir = folder / str(doc.get("raw_dir") or f"{song}_RAW")
+    where = str(meta_files[0]) if meta_files else str(folder)
+    stem_dir = _confined(folder, str(doc.get("stem_dir") or f"{song}_STEMS"), f"{where}: stem_dir")
+    raw_dir = _confined(folder, str(doc.get("raw_dir") or f"{song}_RAW"), f"{where}: raw_dir")
     mix_path = None
-    if isinstance(doc.get("mix_filename"), str) and (folder / doc["mix_filename"]).is_file():
-        mix_path = folder / doc["mix_filename"]
+    named_mix = doc.get("mix_filename")
+    if isinstance(named_mix, str) and _confined(folder, named_mix, f"{where}: mix_filename").is_file():
+        mix_path = folder / named_mix
     else:
         mixes = [f for f in files if f.stem.endswith("_MIX")]
         mix_path = mixes[0] if mixes else None
@@ -784,7 +814,8 @@ def _load_medleydb(folder: Path, files: list[Path], dirs: list[Path], tracks: st
         instrument = rec.get("instrument")
         label = instrument[0] if isinstance(instrument, list) and instrument else instrument
         if isinstance(rec.get("filename"), str):
-            stem_records.append((stem_dir / rec["filename"], f"{sid} {label}" if label else str(sid),
+            stem_path = _confined(stem_dir, rec["filename"], f"{where}: stems.{sid}.filename")
+            stem_records.append((stem_path, f"{sid} {label}" if label else str(sid),
                                  _medleydb_class(instrument)))
         raws = rec.get("raw") if isinstance(rec.get("raw"), Mapping) else {}
         for rid in sorted(raws, key=str):
@@ -792,7 +823,8 @@ def _load_medleydb(folder: Path, files: list[Path], dirs: list[Path], tracks: st
             if isinstance(raw.get("filename"), str):
                 r_inst = raw.get("instrument", instrument)
                 r_label = r_inst[0] if isinstance(r_inst, list) and r_inst else r_inst
-                raw_records.append((raw_dir / raw["filename"], f"{rid} {r_label}" if r_label else str(rid),
+                raw_path = _confined(raw_dir, raw["filename"], f"{where}: stems.{sid}.raw.{rid}.filename")
+                raw_records.append((raw_path, f"{rid} {r_label}" if r_label else str(rid),
                                     _medleydb_class(r_inst)))
     if not stem_records and stem_dir.is_dir():
         stem_records = [(p, p.stem, infer_class_from_name(p.name)) for p in _scan(stem_dir)[0]]
@@ -875,7 +907,7 @@ def load_song_folder(path: str | os.PathLike[str], layout: str = "auto", *, medl
     if medleydb_tracks not in ("stems", "raw"):
         raise ConfigError(f"medleydb_tracks must be 'stems' or 'raw', got {medleydb_tracks!r}")
     if not folder.is_dir():
-        raise AudioInputError("is not a folder" if folder.exists() else "folder not found", folder)
+        raise _folder_error(folder)
     files, dirs = _scan(folder)
     if layout == "medleydb":
         return _load_medleydb(folder, files, dirs, medleydb_tracks)
@@ -921,7 +953,7 @@ def find_songs(root: str | os.PathLike[str], *, max_depth: int = 4, strict: bool
     """
     top = Path(root)
     if not top.is_dir():
-        raise AudioInputError("is not a folder" if top.exists() else "folder not found", top)
+        raise _folder_error(top)
     songs: list[SongFolder] = []
     seen: set[tuple[int, int]] = set()
     stack: list[tuple[Path, int]] = [(top, 0)]

@@ -2,8 +2,9 @@
 
 A *goal* is a set of mix features to reach. It comes from one of three places:
 
-* a **reference mixdown** (usually another song): its spectral balance in octave bands,
-  mid/side width in three bands, loudness, loudness movement over time and crest factor;
+* a **reference mixdown** (usually another song): its loudness, spectral tilt, mid/side
+  width in three bands and crest factor (:data:`REFERENCE_GOAL_FEATURES`: what a mixing
+  style sets, as opposed to what the notes and the arrangement set);
 * **targets**: per track (by name or instrument class) and for the master, changes or
   absolute values of :data:`FEATURES`, written as a small JSON/TOML document or in words
   (``"vocals: louder, brighter; drums: punchier; master: wider"``, see :data:`SEMANTIC_WORDS`);
@@ -125,7 +126,18 @@ _N_FFT = 2048
 _EPS = 1e-10
 _REFERENCE_BANDS_HZ = (63.0, 125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)
 _REFERENCE_WIDTH_BANDS_HZ = ((20.0, 250.0), (250.0, 2800.0), (2800.0, 11025.0))
-_REFERENCE_SCALES = {"loudness": 2.0, "band": 1.5, "width": 2.0, "punch": 1.0, "movement": 1.0}
+_REFERENCE_SCALES = {"loudness": 1.0, "band": 1.5, "width": 2.0, "punch": 1.0, "movement": 1.0, "tilt": 0.5}
+REFERENCE_GOAL_FEATURES = ("loudness", "tilt", "punch")
+REFERENCE_TRUST: dict[str, float] = {"loudness": 1.0, "tilt": 0.5, "punch": 0.5}
+"""How far toward the reference each goal feature moves (1: all the way). A mastered level
+transfers between songs exactly; tilt and crest factor carry the style but also the
+instrumentation, so the mix goes half way (measured on held-out synthetic songs mixed in
+one style: matching them fully made mixes of other songs worse, half way better)."""
+"""Reference features that become goals: the ones a mixing *style* sets (level, tonal tilt,
+stereo width, density of dynamics). Octave-band levels and loudness movement are measured
+and reported but not matched: they follow the arrangement and the notes of each song, so
+matching them to another song (or another part of the same song) makes a mix worse."""
+REFERENCE_SECONDS = 60.0
 _ANCHOR_TRACK_FEATURES = ("loudness", "brightness", "width", "punch")
 
 
@@ -399,11 +411,13 @@ def signal_features(x: Tensor, sample_rate: int) -> dict[str, Tensor]:
 
 
 def reference_features(x: Tensor, sample_rate: int) -> dict[str, Tensor]:
-    """Features a reference mixdown sets as goals.
+    """Mix-level features for comparing a mix with a reference mixdown.
 
-    Spectral balance in octave bands (63 Hz .. 8 kHz, dB relative to the total), mid/side
-    width in three bands (below 250 Hz, 250 Hz-2.8 kHz, above), integrated loudness, loudness
-    movement over time (mean deviation of 400 ms levels) and punch (crest factor).
+    Spectral balance in octave bands (63 Hz .. 8 kHz, dB relative to the total) and its tilt
+    (least-squares slope, dB per octave), mid/side width in three bands (below 250 Hz,
+    250 Hz-2.8 kHz, above), integrated loudness, loudness movement over time (mean deviation
+    of 400 ms levels) and punch (crest factor). :data:`REFERENCE_GOAL_FEATURES` are the goals
+    of reference-guided mixing.
 
     Args:
         x: ``(..., 2, samples)`` (mono is duplicated by the caller), at least 0.8 s.
@@ -423,6 +437,11 @@ def reference_features(x: Tensor, sample_rate: int) -> dict[str, Tensor]:
         out[f"width_{name}"] = 10.0 * torch.log10((s + _WIDTH_FLOOR * m + _EPS) / (m + _EPS))
     out["movement"] = _movement(x, sample_rate)
     out["punch"] = _punch(x, sample_rate)
+    # spectral tilt: least-squares slope of the band levels over octaves (dB per octave)
+    levels = torch.stack([out[f"band_{int(c)}"] for c in _REFERENCE_BANDS_HZ], -1)
+    octaves = torch.arange(len(_REFERENCE_BANDS_HZ), dtype=levels.dtype, device=levels.device)
+    octaves = octaves - octaves.mean()
+    out["tilt"] = (levels * octaves).sum(-1) / octaves.square().sum()
     return out
 
 
@@ -589,6 +608,16 @@ _CLASS_GROUPS: dict[str, tuple[str, ...]] = {
 """Group words a target may name, beside track names and classes (``"drums"``, ``"vocals"``)."""
 
 
+def reference_keeper(start: MixMeasure, weight: float = 0.5) -> Goal:
+    """Hold the start mix's track balance and its width while a reference sets level, tilt
+    and punch (the band levels, tilt, loudness, punch and movement of the start are let go)."""
+    keep = anchor_goal(start)
+    let_go = ("loudness", "band", "tilt", "punch", "movement")
+    keep.reference = {k: v for k, v in keep.reference.items() if k.split("_")[0] not in let_go}
+    keep.kind, keep.weight = "keep", weight
+    return keep
+
+
 def _match_where(where: str, names: Sequence[str], classes: Sequence[str]) -> list[int]:
     """Tracks a target names: an exact track name, else a name ignoring case, else a class or
     a group of classes (:data:`_CLASS_GROUPS`; a plural ``s`` is ignored)."""
@@ -647,13 +676,22 @@ def reference_goal(reference: Tensor, sample_rate: int) -> Goal:
         reference: ``(channels, samples)`` at ``sample_rate`` (an excerpt is analysed).
         sample_rate: Hz.
     """
-    ref = _solve_audio(reference[None], sample_rate)[0]
+    ref = _solve_audio(reference[None], sample_rate, REFERENCE_SECONDS)[0]  # long-term averages
     ref = ref.expand(2, -1) if ref.shape[0] == 1 else ref
     if ref.shape[-1] < int(0.8 * SOLVE_RATE):
         raise ConfigError("the reference mix must be at least 0.8 s long")
     with torch.no_grad():
         feats = reference_features(ref[None], SOLVE_RATE)
-    return Goal("reference", reference={k: float(v[0]) for k, v in feats.items()})
+    return Goal("reference", reference={k: float(feats[k][0]) for k in REFERENCE_GOAL_FEATURES})
+
+
+def _trusted(goal: Goal, start: MixMeasure) -> Goal:
+    """Move each reference goal :data:`REFERENCE_TRUST` of the way from the start mix."""
+    goal.reference = {
+        k: float(start.reference[k]) + REFERENCE_TRUST[k] * (v - float(start.reference[k]))
+        for k, v in goal.reference.items()
+    }
+    return goal
 
 
 # =========================================================================== solving
@@ -930,6 +968,9 @@ def guide_settings(
     names = list(names)
     start, _ = console.settings_from_dict(settings, names)
     track_free, master_free, locked = parse_locks(locks, names, console)
+    if reference is not None and not targets and anchor is None:
+        # a reference sets the style of the master bus; the track balance stays the mixer's own
+        track_free = torch.zeros_like(track_free)
     excerpt = _solve_audio(tracks.to(torch.float32)[None], sample_rate)
     if excerpt.shape[-1] < int(0.8 * SOLVE_RATE):
         raise ConfigError("goal-oriented mixing needs at least 0.8 s of audio")
@@ -937,7 +978,9 @@ def guide_settings(
         start_measure = measure(console, excerpt, start)
     goals: list[Goal] = []
     if reference is not None:
-        goals.append(reference_goal(reference, sample_rate))
+        goals.append(_trusted(reference_goal(reference, sample_rate), start_measure))
+        if not targets:
+            goals.append(reference_keeper(start_measure))
     if targets:
         asked = targets_goal(targets, start_measure, names, classes)
         goals.append(asked)

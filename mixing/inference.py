@@ -60,6 +60,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -654,7 +655,10 @@ def read_settings(path: str | os.PathLike[str]) -> dict:
     """
     p = Path(path)
     try:
-        if p.stat().st_size > _SETTINGS_MAX_BYTES:
+        info = p.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{p}: a settings file must be a regular file")
+        if info.st_size > _SETTINGS_MAX_BYTES:
             raise ConfigError(f"{p}: settings file is too large")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -804,6 +808,8 @@ def mix_multitrack(
         ValueError: ``tracks`` of the wrong shape or type (a programming error).
     """
     audio, sr, names_u, paths = _checked_session(tracks, sample_rate, names)
+    length = audio.shape[-1]
+    audio = _pad_short(audio, sr)
     reference = _checked_reference(reference)
     goal_targets = _as_targets(targets)
     guided = reference is not None or goal_targets is not None
@@ -831,7 +837,7 @@ def mix_multitrack(
                     cond = net.condition(x4, None, sr, _class_ids(classes_u))
                     block = _block_samples(block_seconds, sr, num_tracks * channels, BLACKBOX_BLOCK_BUDGET, 1)
                     mix = render_blackbox(net, x4, None, sr, cond, block_samples=block, progress=progress)
-                return _finish(mix, sr, None, classes_u, model_name, names_u)
+                return _finish(mix[..., :length], sr, None, classes_u, model_name, names_u)
             console, predicted = _predict_settings(mixer, x4, excerpt, sr, classes_u, reference)
             # the rounded document is what is rendered and written (--params)
             doc = settings_document(console, predicted, names_u, classes_u, model_name)
@@ -842,7 +848,8 @@ def mix_multitrack(
             audio, sr, doc, names=names_u, classes=classes_u, reference=reference, targets=goal_targets,
             locks=locks, steps=steps, progress=_step_progress(steps, progress),
         )
-    return _render_document(console, x4, sr, doc, names_u, classes_u, model_name, block_seconds, progress, report)
+    return _render_document(console, x4, sr, doc, names_u, classes_u, model_name, block_seconds, progress, report,
+                            length)
 
 
 def resolve_mix(
@@ -893,6 +900,8 @@ def resolve_mix(
     if settings is None or not isinstance(settings, Mapping):
         raise ConfigError("re-solving needs a settings document (a JSON object) to start from")
     audio, sr, names_u, paths = _checked_session(tracks, sample_rate, names)
+    length = audio.shape[-1]
+    audio = _pad_short(audio, sr)
     reference = _checked_reference(reference)
     goal_targets = _as_targets(targets)
     excerpt = _excerpt_cache(audio, sr)
@@ -909,7 +918,18 @@ def resolve_mix(
         audio, sr, doc, names=names_u, classes=classes_u, reference=reference, targets=goal_targets,
         anchor=anchor, locks=locks, steps=steps, progress=_step_progress(steps, progress),
     )
-    return _render_document(console, x4, sr, doc, names_u, classes_u, model_name, block_seconds, progress, report)
+    return _render_document(console, x4, sr, doc, names_u, classes_u, model_name, block_seconds, progress, report,
+                            length)
+
+
+MIN_ANALYSIS_SECONDS = 1.0
+"""Shorter sessions are padded with silence to this length for analysis and rendering (the
+networks and the loudness measurement need whole 400 ms blocks); the mix is cut back."""
+
+
+def _pad_short(audio: Tensor, sample_rate: int) -> Tensor:
+    short = int(math.ceil(MIN_ANALYSIS_SECONDS * sample_rate)) - audio.shape[-1]
+    return torch.nn.functional.pad(audio, (0, short)) if short > 0 else audio
 
 
 def _checked_session(
@@ -1014,8 +1034,10 @@ def _render_document(
     block_seconds: float | None,
     progress: bool,
     report: SolveReport | None,
+    length: int | None = None,
 ) -> MixOutcome:
-    """Render exactly what the document says (so --params then --settings gives the same mix)."""
+    """Render exactly what the document says (so --params then --settings gives the same mix);
+    the mix is cut to ``length`` samples (the session before :func:`_pad_short`)."""
     with torch.no_grad():
         params, _ = console.settings_from_dict(doc, names)
         _, num_tracks, channels, _ = x4.shape
@@ -1029,7 +1051,7 @@ def _render_document(
 
             rides = Automation.from_dict(doc["automation"], names).gains_function(sample_rate, names)
         mix = render_console(console, x4, None, params, block_samples=block, progress=progress, rides=rides)
-    outcome = _finish(mix, sample_rate, doc, classes, model_name, names)
+    outcome = _finish(mix[..., :length], sample_rate, doc, classes, model_name, names)
     outcome.report = report
     return outcome
 

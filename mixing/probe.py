@@ -388,11 +388,14 @@ def target_from_spec(spec: str, sample_rate: int | None = None) -> ProbeTarget:
     if not path.is_file():
         raise ConfigError(f"{spec!r} is neither a checkpoint, a settings JSON file, 'rules', 'console' nor 'blackbox'")
     if path.suffix.lower() == ".json":
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: not a readable JSON settings file ({exc})") from None
-        rate = int(sample_rate or doc.get("sample_rate") or 22050)
+        from neuromix.core.io import DEFAULT_LIMITS
+        from neuromix.mixing.inference import read_settings
+
+        doc = read_settings(path)  # size-bounded; ConfigError for non-JSON, too deep, not an object
+        rate = sample_rate or doc.get("sample_rate") or 22050
+        low, high = DEFAULT_LIMITS.min_sample_rate, DEFAULT_LIMITS.max_sample_rate
+        if isinstance(rate, bool) or not isinstance(rate, int) or not low <= rate <= high:
+            raise ConfigError(f"{path}: sample_rate must be an integer number of Hz in [{low}, {high}], got {rate!r}")
         console = Console(rate)
         params, _ = console.settings_from_dict(doc)
         return ConsoleTarget(console, params, name=path.stem)

@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -165,11 +166,16 @@ class TrainConfig:
         """Read and validate a JSON config file."""
         path = Path(path)
         try:
-            text = path.read_text()
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):  # a pipe or device would block the reader
+                raise ConfigError(f"{path}: is not a regular file (a folder, pipe or device), not a training config")
+            if info.st_size > 1_000_000:
+                raise ConfigError(f"{path}: training config is too large")
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read training config ({exc.strerror})") from exc
-        if len(text) > 1_000_000:
-            raise ConfigError(f"{path}: training config is too large")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: training config is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         try:
             doc = json.loads(text)
         except (json.JSONDecodeError, RecursionError) as exc:
@@ -467,6 +473,26 @@ def load_state(
     return int(metadata["step"])
 
 
+def _trim_log(path: Path, step: int) -> None:
+    """Keep the log records up to ``step`` (the resumed state's step), atomically.
+
+    A run stopped abruptly (``kill -9``, power loss) may have logged steps after its last
+    saved state, or half a line; the resumed run repeats those steps, so their old records
+    are dropped instead of appearing twice.
+    """
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+            kept.append(line + "\n")
+    _atomic_write(path, "".join(kept).encode("utf-8"))
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -622,6 +648,8 @@ def train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed * 7919 + info.rank)
     start = load_state(state_path, model, optimizer, generator if info.world == 1 else None) if resume else 0
+    if resume and info.main:
+        _trim_log(out / LOG_FILE, start)
     if info.world > 1:
         model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
 

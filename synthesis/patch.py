@@ -396,7 +396,7 @@ class Patch:
                 raise ConfigError(f"{where}.target: {control.target!r} is not a numeric parameter")
             self.controls[str(cname)] = control
         main = doc.get("main_control")
-        if main is not None and main not in self.controls:
+        if main is not None and (not isinstance(main, str) or main not in self.controls):
             raise ConfigError(
                 f"main_control: {main!r} is not one of the controls ({', '.join(self.controls) or 'none'})"
             )
@@ -497,12 +497,13 @@ class Patch:
         return json.dumps(self._doc, sort_keys=True, indent=indent, ensure_ascii=False, allow_nan=False)
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False, indent: int | None = 2) -> Path:
-        """Write the patch as JSON (refuses to overwrite unless ``overwrite``)."""
+        """Write the patch as JSON, atomically (refuses to overwrite unless ``overwrite``)."""
+        from neuromix.core.io import write_text_atomic
+
         p = Path(path)
         if p.exists() and not overwrite:
             raise ConfigError(f"{p}: exists; pass overwrite=True (or --force)")
-        p.write_text(self.to_json(indent=indent) + "\n", encoding="utf-8")
-        return p
+        return write_text_atomic(p, self.to_json(indent=indent) + "\n", overwrite=True)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Patch) and self.to_json() == other.to_json()

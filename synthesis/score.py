@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +147,7 @@ def _parse_patch_ref(value: Any, where: str, base_dir: Path | None) -> Patch:
         check_keys(value, where, ("patch", "controls"), ("patch",))
         source = string(value["patch"], f"{where}.patch", max_len=1000)
         raw = value.get("controls") or {}
-        check_keys(raw, f"{where}.controls", list(raw))
+        check_keys(raw, f"{where}.controls", list(raw) if isinstance(raw, Mapping) else ())  # an object
         controls = {str(k): number(v, f"{where}.controls.{k}") for k, v in raw.items()}
     else:
         source = string(value, where, max_len=1000)
@@ -219,9 +220,9 @@ def parse_score(doc: Mapping[str, Any], base_dir: Path | None = None) -> Score:
         elif "pitch" in ev:
             pitch = parse_pitch(ev["pitch"], f"{w}.pitch")
         controls = ev.get("controls") or {}
-        check_keys(controls, f"{w}.controls", list(controls))
+        check_keys(controls, f"{w}.controls", list(controls) if isinstance(controls, Mapping) else ())  # an object
         automation = ev.get("automation") or {}
-        check_keys(automation, f"{w}.automation", list(automation))
+        check_keys(automation, f"{w}.automation", list(automation) if isinstance(automation, Mapping) else ())
         time_s = number(ev["time"], f"{w}.time", low=0.0) * beat
         duration = number(ev["duration"], f"{w}.duration", low=0.0, low_open=True) * beat
         if time_s + duration > LIMITS.max_score_s:
@@ -382,9 +383,12 @@ def midi_to_score(
 
     p = Path(path)
     try:
-        size = p.stat().st_size
+        info = p.stat()
     except OSError:
         raise ConfigError(f"{p}: MIDI file not found") from None
+    if not stat.S_ISREG(info.st_mode):  # a pipe or device would block the reader forever
+        raise ConfigError(f"{p}: is not a regular file (a folder, pipe or device), not a MIDI file")
+    size = info.st_size
     if size > LIMITS.max_midi_bytes:
         raise ConfigError(f"{p}: MIDI file is {size} bytes, more than {LIMITS.max_midi_bytes}")
     try:
