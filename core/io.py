@@ -861,3 +861,26 @@ def write_text_atomic(path: str | os.PathLike[str], text: str, *, overwrite: boo
         tmp.unlink(missing_ok=True)
         raise
     return p
+
+
+def read_text_file(path: str | os.PathLike[str], *, max_bytes: int, what: str) -> str:
+    """Read a small UTF-8 document (settings, targets) a user hands in.
+
+    Refuses what is not a regular file (a named pipe would block forever), files over
+    ``max_bytes`` and undecodable text, each with a message naming the file and ``what``.
+
+    Raises:
+        ConfigError: missing, not a regular file, too large, unreadable or not UTF-8.
+    """
+    p = Path(path)
+    try:
+        info = p.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{p}: a {what} file must be a regular file")
+        if info.st_size > max_bytes:
+            raise ConfigError(f"{p}: the {what} file is larger than {max_bytes // 1024} KiB")
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read the {what} file ({exc})") from None

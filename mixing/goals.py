@@ -2,9 +2,9 @@
 
 A *goal* is a set of mix features to reach. It comes from one of three places:
 
-* a **reference mixdown** (usually another song): its loudness, spectral tilt, mid/side
-  width in three bands and crest factor (:data:`REFERENCE_GOAL_FEATURES`: what a mixing
-  style sets, as opposed to what the notes and the arrangement set);
+* a **reference mixdown** (usually another song): its loudness, mid/side width, crest
+  factor and spectral tilt, each trusted as far as it reflects the mixing style rather than
+  the song (:data:`REFERENCE_TRUST`);
 * **targets**: per track (by name or instrument class) and for the master, changes or
   absolute values of :data:`FEATURES`, written as a small JSON/TOML document or in words
   (``"vocals: louder, brighter; drums: punchier; master: wider"``, see :data:`SEMANTIC_WORDS`);
@@ -47,7 +47,6 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,9 +54,10 @@ import torchaudio
 from torch import Tensor
 
 from neuromix.core.dsp import functional as F
-from neuromix.core.dsp.console import Console, ConsoleConfig, ConsoleParams
+from neuromix.core.dsp.console import Console, ConsoleParams
 from neuromix.core.errors import ConfigError
 from neuromix.core.features import integrated_loudness
+from neuromix.core.io import read_text_file
 
 TARGETS_FORMAT = "neuromix-targets"
 TARGETS_VERSION = 1
@@ -127,16 +127,32 @@ _EPS = 1e-10
 _REFERENCE_BANDS_HZ = (63.0, 125.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0)
 _REFERENCE_WIDTH_BANDS_HZ = ((20.0, 250.0), (250.0, 2800.0), (2800.0, 11025.0))
 _REFERENCE_SCALES = {"loudness": 1.0, "band": 1.5, "width": 2.0, "punch": 1.0, "movement": 1.0, "tilt": 0.5}
-REFERENCE_GOAL_FEATURES = ("loudness", "tilt", "punch")
-REFERENCE_TRUST: dict[str, float] = {"loudness": 1.0, "tilt": 0.5, "punch": 0.5}
-"""How far toward the reference each goal feature moves (1: all the way). A mastered level
-transfers between songs exactly; tilt and crest factor carry the style but also the
-instrumentation, so the mix goes half way (measured on held-out synthetic songs mixed in
-one style: matching them fully made mixes of other songs worse, half way better)."""
-"""Reference features that become goals: the ones a mixing *style* sets (level, tonal tilt,
-stereo width, density of dynamics). Octave-band levels and loudness movement are measured
-and reported but not matched: they follow the arrangement and the notes of each song, so
-matching them to another song (or another part of the same song) makes a mix worse."""
+REFERENCE_TRUST: dict[str, float] = {
+    "loudness": 1.0,
+    "width_mid": 0.3,
+    "width_high": 0.25,
+    "punch": 0.2,
+    "tilt": 0.05,
+}
+"""Reference features that become goals, and how far toward the reference each one moves
+the mix (1: all the way). A reference is usually another song: its features mix the style
+(what to copy) with its own notes and instrumentation (what not to copy). Each trust is the
+share of the feature's variance that comes from the mixing style, measured by
+``benchmarks/reference_trust.py`` on 10 procedural songs x 6 engineer styles: loudness is
+all style (1.00); mid/high width 0.32/0.24, crest factor 0.19, spectral tilt 0.04, octave
+bands 0.01-0.09, low width 0.15, loudness movement 0.06 (the last three are not goals).
+These are the synthetic engineer's statistics; real styles may differ."""
+REFERENCE_GOAL_FEATURES: tuple[str, ...] = tuple(REFERENCE_TRUST)
+REFERENCE_MASTER_PARAMS: tuple[str, ...] = (
+    "eq_low_gain_db",
+    "eq_mid_gain_db",
+    "eq_high_gain_db",
+    "width",
+    "comp_threshold_db",
+    "comp_ratio",
+    "limiter_gain_db",
+)
+"""The settings a reference may change: level, tone, width and density of the master bus."""
 REFERENCE_SECONDS = 60.0
 _ANCHOR_TRACK_FEATURES = ("loudness", "brightness", "width", "punch")
 
@@ -327,15 +343,7 @@ def parse_targets(spec: str | Mapping) -> Targets:
 
 def read_targets(path: str | os.PathLike[str]) -> Targets:
     """Read targets from a ``.json``, ``.toml`` or text file (see :func:`parse_targets`)."""
-    p = Path(path)
-    try:
-        if p.stat().st_size > MAX_TARGETS_BYTES:
-            raise ConfigError(f"{p}: a targets file is at most {MAX_TARGETS_BYTES // 1024} KiB")
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such targets file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read the targets file ({exc})") from None
+    text = read_text_file(path, max_bytes=MAX_TARGETS_BYTES, what="targets")
     return parse_targets(text)
 
 
@@ -609,11 +617,14 @@ _CLASS_GROUPS: dict[str, tuple[str, ...]] = {
 
 
 def reference_keeper(start: MixMeasure, weight: float = 0.5) -> Goal:
-    """Hold the start mix's track balance and its width while a reference sets level, tilt
-    and punch (the band levels, tilt, loudness, punch and movement of the start are let go)."""
+    """Hold the start mix's track balance and its low-band width while a reference sets the
+    goals of :data:`REFERENCE_TRUST` (the start's band levels, tilt, loudness, punch,
+    movement and the goal widths are let go)."""
     keep = anchor_goal(start)
     let_go = ("loudness", "band", "tilt", "punch", "movement")
-    keep.reference = {k: v for k, v in keep.reference.items() if k.split("_")[0] not in let_go}
+    keep.reference = {
+        k: v for k, v in keep.reference.items() if k.split("_")[0] not in let_go and k not in REFERENCE_TRUST
+    }
     keep.kind, keep.weight = "keep", weight
     return keep
 
@@ -784,7 +795,9 @@ def solve_console(
         p = console.denormalise(torch.where(track_free, tu, track_u0), torch.where(master_free, mu, master_u0))
         # frozen entries: the start's exact physical values (no round trip through 0..1)
         p.track = {k: torch.where(track_free[..., i], v, start.track[k]) for i, (k, v) in enumerate(p.track.items())}
-        p.master = {k: torch.where(master_free[..., i], v, start.master[k]) for i, (k, v) in enumerate(p.master.items())}
+        p.master = {
+            k: torch.where(master_free[..., i], v, start.master[k]) for i, (k, v) in enumerate(p.master.items())
+        }
         return p
 
     with torch.no_grad():
@@ -969,8 +982,12 @@ def guide_settings(
     start, _ = console.settings_from_dict(settings, names)
     track_free, master_free, locked = parse_locks(locks, names, console)
     if reference is not None and not targets and anchor is None:
-        # a reference sets the style of the master bus; the track balance stays the mixer's own
+        # a reference sets the master bus's level, tone, width and density; the track balance,
+        # the reverb and the limiter's character stay the mixer's own
         track_free = torch.zeros_like(track_free)
+        keys = list(console.master_ranges)
+        style = torch.tensor([k in REFERENCE_MASTER_PARAMS for k in keys])
+        master_free = master_free & style[None]
     excerpt = _solve_audio(tracks.to(torch.float32)[None], sample_rate)
     if excerpt.shape[-1] < int(0.8 * SOLVE_RATE):
         raise ConfigError("goal-oriented mixing needs at least 0.8 s of audio")

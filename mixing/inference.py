@@ -60,7 +60,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -77,7 +76,7 @@ from neuromix.core.dsp.console import Console, ConsoleConfig, ConsoleParams
 from neuromix.core.dsp.dynamics import DETECTOR_HOP, block_peak_db, interpolate_knots
 from neuromix.core.dsp.utils import fast_fft_size
 from neuromix.core.errors import AudioInputError, ConfigError, NeuromixError
-from neuromix.core.io import Multitrack
+from neuromix.core.io import Multitrack, read_text_file
 from neuromix.mixing.classes import INSTRUMENT_CLASSES, class_index
 from neuromix.mixing.goals import DEFAULT_STEPS, SolveReport, Targets, guide_settings, parse_targets
 from neuromix.mixing import shipped
@@ -654,17 +653,7 @@ def read_settings(path: str | os.PathLike[str]) -> dict:
         ConfigError: missing, unreadable, too large or not a JSON object (names the file).
     """
     p = Path(path)
-    try:
-        info = p.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{p}: a settings file must be a regular file")
-        if info.st_size > _SETTINGS_MAX_BYTES:
-            raise ConfigError(f"{p}: settings file is too large")
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: settings file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read settings file ({exc})") from None
+    text = read_text_file(p, max_bytes=_SETTINGS_MAX_BYTES, what="settings")
     try:
         doc = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:

@@ -385,7 +385,7 @@ def _settings_entries(root: Path, valid: dict) -> list[CorpusEntry]:
         ERROR, "finite")
     add("settings_deep", _deep_json(100_000), "JSON nested 100000 levels deep", ERROR, "settings")
     add("settings_not_object", "[1, 2, 3]", "a JSON array instead of an object", ERROR, "JSON object")
-    add("settings_binary", b"\xff\xfe\x00garbage\x80", "bytes that are not UTF-8", ERROR, "cannot read settings")
+    add("settings_binary", b"\xff\xfe\x00garbage\x80", "bytes that are not UTF-8", ERROR, "cannot read the settings file")
     add("settings_unknown_track", edited(tracks__1__name="../../etc/passwd"),
         "a track name that matches no stem (and looks like a path)", ERROR, "vox")
     add("settings_too_many_tracks", edited(tracks=[dict(valid["tracks"][0], name=f"t{i}") for i in range(5000)]),

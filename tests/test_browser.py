@@ -3,6 +3,10 @@
 Recipe (DEVELOPERS.md, "The browser workbench"): ``apt-get install -y chromium``; never
 ``playwright install``. Screenshots go to pytest's ``tmp_path``. Skipped when chromium or
 Playwright is missing.
+
+The app runs with an organiser token and a listening-test database in the module's temp
+folder, so the Listen tab's test can prepare a test through the store and then drive the
+participant and organiser views through the page.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +27,8 @@ sync_api = pytest.importorskip("playwright.sync_api")
 from neuromix.mixing import inference
 from neuromix.mixing.generator import generate_song, write_song
 from neuromix.ui.app import AppLimits, build_app, launch_app
+from neuromix.ui.listening import ListeningStore
+from test_listening import fake_trials  # short sine stimuli: no mixing needed
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -29,8 +36,10 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 TIMEOUT_MS = 90_000
+TOKEN = "browser-organiser-token"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
+              pytest.mark.browser]
 
 
 def _free_port() -> int:
@@ -40,8 +49,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    app = build_app(limits=AppLimits(demo_seconds=4.0), work_dir=tmp_path_factory.mktemp("work"))
+def listening_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The app's listening-test database (tests open their own store on it)."""
+    return tmp_path_factory.mktemp("listening") / "ratings.sqlite"
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory, listening_db: Path) -> Iterator[str]:
+    app = build_app(limits=AppLimits(demo_seconds=4.0), work_dir=tmp_path_factory.mktemp("work"),
+                    organiser_token=TOKEN, db_path=listening_db)
     url = launch_app(app, host="127.0.0.1", port=_free_port(), prevent_thread_lock=True, quiet=True)
     yield url
     app.close()
@@ -148,3 +164,135 @@ def test_learn_a_datasheet(page, tmp_path: Path) -> None:
     _wait_status(page, "#datasheet-summary", "threshold")
     page.screenshot(path=str(tmp_path / "learn.png"), full_page=True)
     assert "track 7" in page.locator("#datasheet-summary").inner_text()
+
+
+# --------------------------------------------------------------------------- Listen tab
+
+
+def _slider(page, stimulus: int, criterion: int):
+    return page.locator(f"#listen-slider-{stimulus}-{criterion}")
+
+
+def _error_toast(page, text: str) -> None:
+    """Wait for Gradio's error toast that contains ``text``."""
+    page.locator("[data-testid='toast-body']", has_text=text).first.wait_for(state="visible")
+
+
+def _table_rows(page, selector: str, columns: int) -> list[list[str]]:
+    rows = []
+    while page.locator(f"{selector} [data-testid='cell-{len(rows)}-0']").count():
+        rows.append([page.locator(f"{selector} [data-testid='cell-{len(rows)}-{c}']").inner_text().strip()
+                     for c in range(columns)])
+    return rows
+
+
+def _open_listen_tab(browser, app_url: str):
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_url)
+    page.get_by_role("tab", name="Listen").click()
+    return context, page
+
+
+def _organiser_results(page, test_id: str, token: str | None) -> None:
+    """Open the organiser view, enter the token (if any) and the test code, press *Show results*."""
+    page.locator("#listen-organiser").get_by_text("Organiser").first.click()
+    if token is not None:
+        page.locator("#listen-token input").fill(token)
+    code = page.locator("#listen-org-test input")
+    code.fill(test_id)
+    code.press("Enter")
+    page.click("#listen-results-button")
+
+
+def test_listening_test_participant_and_organiser(browser, app_url: str, listening_db: Path,
+                                                  tmp_path: Path) -> None:
+    """A participant takes a whole test in the page; the organiser sees their ratings; without
+    the token the organiser view refuses with a clear error."""
+    criteria = ("clarity", "punch")
+    store = ListeningStore(listening_db)
+    test_id = store.create_test("browser check", criteria, fake_trials(tmp_path / "stimuli", n_trials=2),
+                                hidden_reference=True)
+    n_stimuli = 4  # sum, rules, console + the hidden reference
+
+    context, page = _open_listen_tab(browser, app_url)
+    try:
+        # the test was made after the page was built: the participant types its code
+        picker = page.locator("#listen-test input")
+        picker.fill(test_id)
+        picker.press("Enter")
+        page.locator("#listen-name input, #listen-name textarea").first.fill("Bea")
+        page.click("#listen-start")
+        given: dict[tuple[int, str], dict[str, float]] = {}  # (trial, label) -> {criterion: rating}
+        for position in (1, 2):
+            _wait_status(page, "#listen-status", f"trial {position} of 2")
+            code = page.locator("#listen-code input, #listen-code textarea").first.input_value()
+            session = store.get_session(code)
+            trial = session.trials[position - 1]
+            assert [s.label for s in trial.stimuli] == ["A", "B", "C", "D"]
+            for i in range(n_stimuli):  # N players, each offering audio that the browser decodes
+                assert page.locator(f"#listen-player-{i}").is_visible()
+                assert _audio_duration(page, f"#listen-player-{i}") == pytest.approx(1.0, abs=0.01)
+            assert page.locator(f"#listen-player-{n_stimuli}").count() == 0 \
+                or not page.locator(f"#listen-player-{n_stimuli}").is_visible()
+            for i, stimulus in enumerate(trial.stimuli):
+                for j, criterion in enumerate(criteria):
+                    value = 10 + 20 * i + 7 * j + position
+                    slider = _slider(page, i, j)
+                    assert f"{stimulus.label}: {criterion}" in slider.inner_text()
+                    slider.locator("input[type=range]").fill(str(value))
+                    assert slider.locator("input[type=number]").input_value() == str(value)
+                    given.setdefault((trial.trial_index, stimulus.label), {})[criterion] = float(value)
+            assert not _slider(page, 0, len(criteria)).is_visible()
+            if position == 1:
+                page.screenshot(path=str(tmp_path / "listen-trial.png"), full_page=True)
+            page.click("#listen-submit")
+        _wait_status(page, "#listen-status", "Thank you, Bea")
+        page.screenshot(path=str(tmp_path / "listen-done.png"), full_page=True)
+        assert not page.locator("#listen-submit").is_visible()
+    finally:
+        context.close()
+
+    # what the page sent is what the store holds, stimulus by stimulus
+    session = store.get_session(code)
+    stored = store.session_ratings(code)
+    expected: dict[tuple[str, str], list[float]] = {}
+    with sqlite3.connect(listening_db) as conn:
+        for trial in session.trials:
+            for s in trial.stimuli:
+                assert stored[trial.trial_index][s.stimulus_id] == given[(trial.trial_index, s.label)]
+                system = conn.execute("SELECT system FROM stimuli WHERE stimulus_id = ?",
+                                      (s.stimulus_id,)).fetchone()[0]
+                for criterion, value in given[(trial.trial_index, s.label)].items():
+                    expected.setdefault((system, criterion), []).append(value)
+
+    # the organiser sees the means per system, made of this participant's ratings
+    context, page = _open_listen_tab(browser, app_url)
+    try:
+        _organiser_results(page, test_id, TOKEN)
+        _wait_status(page, "#listen-summary", "1 session(s), 2 trial submission(s)")
+        page.locator("#listen-plot img, #listen-plot canvas, #listen-plot svg").first.wait_for()
+        rows = _table_rows(page, "#listen-table", 4)
+        page.screenshot(path=str(tmp_path / "listen-organiser.png"), full_page=True)
+        assert len(rows) == len(expected) == n_stimuli * len(criteria)
+        for system, criterion, n, mean in rows:
+            values = expected[(system, criterion)]
+            assert int(n) == len(values) == 2
+            assert float(mean) == pytest.approx(sum(values) / len(values), abs=0.01)
+    finally:
+        context.close()
+
+    # without the token (and with a wrong one) the organiser view refuses and shows nothing
+    context, page = _open_listen_tab(browser, app_url)
+    try:
+        _organiser_results(page, test_id, None)
+        _error_toast(page, "Enter the organiser token")
+        page.locator("#listen-token input").fill("not-the-token")
+        page.click("#listen-results-button")
+        _error_toast(page, "Wrong organiser token")
+        page.screenshot(path=str(tmp_path / "listen-no-token.png"), full_page=True)
+        assert "session(s)" not in page.locator("#listen-summary").inner_text()
+        assert _table_rows(page, "#listen-table", 4) == []
+    finally:
+        context.close()

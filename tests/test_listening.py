@@ -422,6 +422,24 @@ def test_export_csv(store: ListeningStore, test_id: str) -> None:
     assert row.n == len(clar) == 6 and row.mean == pytest.approx(sum(clar) / 6)
 
 
+def test_export_csv_keeps_the_tests_criteria_order(store: ListeningStore, tmp_path: Path) -> None:
+    criteria = ("punch", "clarity", "air")  # not alphabetical
+    test_id = store.create_test("order", criteria, fake_trials(tmp_path / "src"), hidden_reference=False)
+    for name in ("ana", "bo"):
+        se = store.start_session(test_id, name)
+        for trial in se.trials:
+            store.submit(se.session_id, trial.trial_index, rate_all(se, trial, 10.0))
+    rows = list(csv.DictReader(io.StringIO(store.export_csv(test_id))))
+    assert len(rows) == 2 * 2 * 3 * len(criteria)
+    groups = [rows[k:k + len(criteria)] for k in range(0, len(rows), len(criteria))]
+    for group in groups:  # each stimulus's ratings together, criteria as the test lists them
+        assert tuple(r["criterion"] for r in group) == criteria
+        assert len({(r["session_id"], r["trial"], r["stimulus_id"]) for r in group}) == 1
+    assert len({(g[0]["session_id"], g[0]["trial"], g[0]["stimulus_id"]) for g in groups}) == len(groups)
+    assert [g[0]["participant"] for g in groups] == ["ana"] * 6 + ["bo"] * 6  # sessions oldest first
+    assert [r.criterion for r in store.results(test_id)][:3] == list(criteria)
+
+
 def test_participants_only_see_their_own_data(store: ListeningStore, test_id: str) -> None:
     a = store.start_session(test_id, "ana")
     b = store.start_session(test_id, "bo")
@@ -468,13 +486,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(store: ListeningStore, token: str | None):
+def _launch(store: ListeningStore, token: str | None, **limit_changes):
+    """The Listen tab alone in a launched app; ``limit_changes`` override its test limits
+    (which allow many wrong tokens, so that the tests that try some never lock the app)."""
+    import dataclasses
+
     import gradio as gr
 
     from neuromix.ui.listen_tab import ListenLimits, build_listen_tab
 
     limits = ListenLimits(sample_rate=RATE, song_seconds=2.5, min_excerpt_seconds=1.0, default_excerpt_seconds=2.0,
-                          max_excerpt_seconds=2.5)
+                          max_excerpt_seconds=2.5, token_attempts=1000)
+    limits = dataclasses.replace(limits, **limit_changes)
     with gr.Blocks() as demo:
         with gr.Tab("Listen"):
             build_listen_tab(store, token, limits)
@@ -524,7 +547,10 @@ def test_app_full_flow_with_and_without_token(app) -> None:
     from gradio_client.exceptions import AppError
 
     store, client, _ = app
-    for token in (None, "", "wrong", "s3cret-token "):
+    for token in (None, ""):
+        with pytest.raises(AppError, match="Enter the organiser token first"):
+            _create(client, token)
+    for token in ("wrong", "s3cret-token ", "S3CRET-TOKEN"):
         with pytest.raises(AppError, match="Wrong organiser token"):
             _create(client, token)
     before = len(store.list_tests())
@@ -626,13 +652,15 @@ def test_app_concurrent_submissions_are_all_stored(app, tmp_path: Path) -> None:
     assert store.integrity_check() == "ok"
 
 
-def test_app_without_organiser_token(tmp_path: Path) -> None:
+@pytest.mark.parametrize("token", [None, "", " \t "], ids=["none", "empty", "blank"])
+def test_app_without_organiser_token(tmp_path: Path, token: str | None) -> None:
+    """No token, or an empty one, at launch: the organiser view is disabled (not an error)."""
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
     store = ListeningStore(tmp_path / "ratings.sqlite")
     test_id = store.create_test("t", ["clarity"], fake_trials(tmp_path / "src", n_trials=1), hidden_reference=False)
-    demo, url = _launch(store, None)
+    demo, url = _launch(store, token)
     try:
         client = Client(url, verbose=False)
         for api, args in [("/listen_results", ("", test_id)), ("/listen_export", ("anything", test_id))]:
@@ -650,6 +678,7 @@ def test_app_without_organiser_token(tmp_path: Path) -> None:
 def test_listen_limits_coerce() -> None:
     from dataclasses import dataclass
 
+    from neuromix.ui.app import AppLimits
     from neuromix.ui.listen_tab import ListenLimits
 
     assert ListenLimits.coerce(None) == ListenLimits()
@@ -660,5 +689,80 @@ def test_listen_limits_coerce() -> None:
         sample_rate: int = 22050
 
     assert ListenLimits.coerce(AppLike()) == ListenLimits(sample_rate=22050)
-    with pytest.raises(ValueError):
-        ListenLimits(min_excerpt_seconds=5.0, default_excerpt_seconds=2.0)
+    # the app's limits carry nothing for the Listen tab: it runs with its own defaults ...
+    assert ListenLimits.coerce(AppLimits(demo_rate=16000, demo_seconds=3.0, concurrency=1)) == ListenLimits()
+
+    # ... unless they hold a ListenLimits under `listen`
+    class WithListen:
+        demo_rate = 16000
+        listen = ListenLimits(sample_rate=48000, token_attempts=3)
+
+    assert ListenLimits.coerce(WithListen()) == ListenLimits(sample_rate=48000, token_attempts=3)
+    for bad in ({"min_excerpt_seconds": 5.0, "default_excerpt_seconds": 2.0}, {"token_attempts": 0},
+                {"token_window_s": 0.0}, {"token_lockout_s": -1.0}):
+        with pytest.raises(ValueError, match="invalid listening-test limits"):
+            ListenLimits(**bad)
+
+
+def test_build_refuses_a_token_that_is_not_text(store: ListeningStore) -> None:
+    import gradio as gr
+
+    from neuromix.ui.listen_tab import build_listen_tab
+
+    with gr.Blocks(), pytest.raises(ValueError, match="organiser_token must be a string or None"):
+        build_listen_tab(store, 12345)  # type: ignore[arg-type]
+
+
+def test_token_guard_window_and_lockout() -> None:
+    from neuromix.ui.listen_tab import _TokenGuard
+
+    now = [100.0]
+    guard = _TokenGuard(attempts=3, window_s=60.0, lockout_s=30.0, clock=lambda: now[0])
+    assert guard.wait_s() == 0.0
+    assert not guard.failed() and not guard.failed()  # 2 wrong tokens: still open
+    now[0] += 61.0  # they leave the window
+    assert not guard.failed() and not guard.failed()
+    now[0] += 10.0
+    assert guard.failed()  # the 3rd within a minute locks
+    assert guard.wait_s() == pytest.approx(30.0)
+    now[0] += 29.0
+    assert guard.wait_s() == pytest.approx(1.0)
+    now[0] += 1.0
+    assert guard.wait_s() == 0.0  # the lock-out ends on time, with a fresh count
+    assert not guard.failed() and not guard.failed() and guard.failed()
+
+
+def test_app_rate_limits_organiser_token_guesses(tmp_path: Path) -> None:
+    """3 wrong tokens (from any client) lock the organiser view; then even the right token is
+    refused with a clear message, until the lock-out ends."""
+    import time
+
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    store = ListeningStore(tmp_path / "ratings.sqlite")
+    test_id = store.create_test("t", ["clarity"], fake_trials(tmp_path / "src", n_trials=1), hidden_reference=False)
+    demo, url = _launch(store, "right-token", token_attempts=3, token_lockout_s=3.0)
+    try:
+        first, second = Client(url, verbose=False), Client(url, verbose=False)
+        for _ in range(3):  # empty tokens are no guesses
+            with pytest.raises(AppError, match="Enter the organiser token first"):
+                first.predict("", test_id, api_name="/listen_results")
+        for client, guess in [(first, "guess-1"), (second, "guess-2")]:
+            with pytest.raises(AppError, match=r"^Wrong organiser token\.$"):
+                client.predict(guess, test_id, api_name="/listen_results")
+        locked_at = time.monotonic()
+        with pytest.raises(AppError, match="Wrong organiser token. Too many wrong tokens: .* locked for 3 s"):
+            first.predict("guess-3", test_id, api_name="/listen_export")
+        for client, token in [(second, "right-token"), (first, "guess-4"), (second, "")]:
+            with pytest.raises(AppError, match=r"Too many wrong organiser tokens: .* locked for another [1-3] s"):
+                client.predict(token, test_id, api_name="/listen_results")
+        with pytest.raises(AppError, match="Too many wrong organiser tokens"):
+            _create(second, "right-token")
+        out = first.predict(test_id, "ana", api_name="/listen_start")  # participants are never locked out
+        assert "trial 1 of 1" in out[1]
+        time.sleep(max(0.0, locked_at + 3.2 - time.monotonic()))
+        _, _, summary = second.predict("right-token", test_id, api_name="/listen_results")
+        assert "1 session(s)" in summary
+    finally:
+        demo.close()

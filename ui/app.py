@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import tempfile
 import weakref
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,22 @@ def build_app(
     return app
 
 
+def _download_folders(ctx: AppContext) -> list[str]:
+    """Folders for Gradio's ``allowed_paths``.
+
+    Gradio returns a handler's file from the system temp folder or the working directory
+    without them, copying it into its cache under an unguessable name (what clients get).
+    A folder listed in ``allowed_paths`` is also served by plain path to anyone who names
+    it, so the work folder (which holds the default listening-test database and every
+    session) is never listed; only a work folder elsewhere lists its session and datasheet
+    folders, without which the app could not return their files.
+    """
+    root = ctx.root.resolve()
+    if any(root.is_relative_to(Path(p).resolve()) for p in (tempfile.gettempdir(), os.getcwd())):
+        return []
+    return [str(root / "sessions"), str(root / "datasheets")]
+
+
 def launch_app(
     app: Any,
     *,
@@ -133,7 +150,7 @@ def launch_app(
         prevent_thread_lock=prevent_thread_lock,
         quiet=quiet,
         show_error=True,
-        allowed_paths=[str(ctx.root)],
+        allowed_paths=_download_folders(ctx),
         max_file_size=f"{int(limits.max_upload_mb * 1.05) + 1}mb",
         footer_links=["api"],
     )

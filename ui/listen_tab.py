@@ -13,7 +13,23 @@ calls it inside ``gr.Tab("Listen")``). Two views:
   create a test from demo songs, systems, criteria, excerpt length and an optional hidden
   reference; see the results (mean and 95 % confidence interval per system and criterion,
   a table and a plot); download every rating as CSV. Without the right token these events
-  raise ``gr.Error`` and return nothing. With no token at launch the view is disabled.
+  raise ``gr.Error`` and return nothing. With no token (or an empty one) at launch the view
+  is disabled. Token guessing is rate limited: :attr:`ListenLimits.token_attempts` wrong
+  tokens within :attr:`ListenLimits.token_window_s` (5 in 60 s; all clients together) lock
+  the organiser view for :attr:`ListenLimits.token_lockout_s` (60 s), the right token
+  included; participants are never affected.
+
+The Listen tab's limits (:class:`ListenLimits`) are its own: the app passes its
+``AppLimits``, which carries none of them, so the app's tab runs with the defaults (stimuli
+at 44.1 kHz, demo songs rendered for 12 s, excerpts of 2 to 20 s).
+
+Components carry ``elem_id``s for browser tests: ``#listen-test`` (test code),
+``#listen-name``, ``#listen-start``, ``#listen-code``, ``#listen-resume``, ``#listen-status``,
+``#listen-player-I`` and ``#listen-slider-I-J`` (stimulus ``I`` = 0, 1, ... in the shown
+order, criterion ``J``), ``#listen-submit``; organiser: ``#listen-organiser`` (the
+accordion), ``#listen-token``, ``#listen-create``, ``#listen-create-status``,
+``#listen-org-test``, ``#listen-results-button``, ``#listen-export-button``,
+``#listen-summary``, ``#listen-table``, ``#listen-plot``, ``#listen-csv``.
 
 API (every event has an ``api_name``; call with ``gradio_client.Client.predict``):
 
@@ -41,19 +57,19 @@ unused sliders are ignored.
 
 from __future__ import annotations
 
-import functools
 import hmac
 import logging
 import math
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from neuromix.core.errors import NeuromixError
+from neuromix.ui.state import user_errors
 from neuromix.ui.listening import (
     DEFAULT_CRITERIA,
     SYSTEMS,
@@ -75,12 +91,16 @@ UI_MAX_CRITERIA: int = 5
 
 _EXPORT_MAX_AGE_S = 3600.0
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 @dataclass(frozen=True)
 class ListenLimits:
-    """What the Listen tab lets an organiser ask for.
+    """What the Listen tab lets an organiser ask for, and how it guards the organiser token.
+
+    These limits are the Listen tab's own: the app's :class:`~neuromix.ui.state.AppLimits`
+    has no listening-test fields (its ``demo_rate`` and ``demo_seconds`` are chosen for a
+    fast first mix, not for listening quality), so the workbench runs its Listen tab with
+    these defaults unless the object it passes carries a ``listen`` attribute holding a
+    :class:`ListenLimits` (see :meth:`coerce`).
 
     Attributes:
         sample_rate: rate of the stimuli in Hz.
@@ -93,6 +113,12 @@ class ListenLimits:
         default_excerpt_seconds: the excerpt slider's start value.
         create_concurrency: test creations running at once (they render mixes).
         submit_concurrency: submissions / session starts handled at once.
+        token_attempts: wrong organiser tokens, from all clients together, within
+            ``token_window_s`` that lock the organiser view (the last of them starts the
+            lock-out).
+        token_window_s: the window in which wrong tokens are counted, in seconds.
+        token_lockout_s: how long every organiser request is refused after too many wrong
+            tokens, in seconds (the right token too: a guesser learns nothing meanwhile).
     """
 
     sample_rate: int = 44100
@@ -102,17 +128,27 @@ class ListenLimits:
     default_excerpt_seconds: float = 8.0
     create_concurrency: int = 1
     submit_concurrency: int = 16
+    token_attempts: int = 5
+    token_window_s: float = 60.0
+    token_lockout_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not (0 < self.min_excerpt_seconds <= self.default_excerpt_seconds <= self.max_excerpt_seconds) \
-                or self.create_concurrency < 1 or self.submit_concurrency < 1:
+                or self.create_concurrency < 1 or self.submit_concurrency < 1 or self.token_attempts < 1 \
+                or not self.token_window_s > 0 or not self.token_lockout_s > 0:
             raise ValueError(f"invalid listening-test limits: {self}")
 
     @classmethod
     def coerce(cls, limits: Any) -> ListenLimits:
-        """Limits from ``None`` (defaults), a :class:`ListenLimits`, an object with a
-        ``listen`` attribute holding one, or any object whose attributes share the names of
-        this class's fields (the app's limits; other attributes are ignored)."""
+        """The Listen tab's limits from what a caller passes.
+
+        * ``None``: the defaults;
+        * a :class:`ListenLimits`: itself;
+        * an object with a ``listen`` attribute holding a :class:`ListenLimits`: that;
+        * any other object: the attributes that share a name with a field of this class
+          (e.g. ``sample_rate``) replace the defaults; all other attributes are ignored. The
+          app's :class:`~neuromix.ui.state.AppLimits` shares none, so it gives the defaults.
+        """
         if limits is None:
             return cls()
         if isinstance(limits, cls):
@@ -123,25 +159,49 @@ class ListenLimits:
         return cls(**values)
 
 
-def _handler(fn: F) -> F:
-    """Documented errors become ``gr.Error`` with their message; others a short message."""
+class _TokenGuard:
+    """Rate limit on organiser-token guesses, shared by all clients of one Listen tab.
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import gradio as gr
+    ``attempts`` wrong tokens within ``window_s`` seconds lock the organiser view for
+    ``lockout_s`` seconds: every request is refused meanwhile, the right token included,
+    and refused requests do not extend the lock-out. Empty tokens are not guesses and are not
+    counted. (Anyone can thus lock the organiser out for ``lockout_s`` at a time; the token
+    itself stays safe.)
 
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except NeuromixError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
-        except Exception as exc:
-            log.exception("internal error in %s", fn.__name__)
-            raise gr.Error(f"internal error ({type(exc).__name__}); the server log has the details",
-                           print_exception=False) from None
+    Args:
+        attempts: wrong tokens within the window that start a lock-out.
+        window_s: the counting window in seconds.
+        lockout_s: the lock-out in seconds.
+        clock: monotonic time source in seconds (tests pass a fake one).
+    """
 
-    return wrapper  # type: ignore[return-value]
+    def __init__(self, attempts: int, window_s: float, lockout_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.attempts = attempts
+        self.window_s = window_s
+        self.lockout_s = lockout_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: deque[float] = deque()
+        self._locked_until = -math.inf
+
+    def wait_s(self) -> float:
+        """Seconds until organiser requests are accepted again (0 when they are now)."""
+        with self._lock:
+            return max(0.0, self._locked_until - self._clock())
+
+    def failed(self) -> bool:
+        """Record a wrong token; returns whether it started a lock-out."""
+        with self._lock:
+            now = self._clock()
+            self._failures.append(now)
+            while self._failures and self._failures[0] <= now - self.window_s:
+                self._failures.popleft()
+            if len(self._failures) >= self.attempts:
+                self._failures.clear()
+                self._locked_until = now + self.lockout_s
+                return True
+            return False
 
 
 def _test_choices(store: ListeningStore) -> list[tuple[str, str]]:
@@ -230,17 +290,25 @@ def build_listen_tab(store: ListeningStore, organiser_token: str | None, limits:
     Args:
         store: where tests and ratings live.
         organiser_token: the secret that unlocks creating tests, results and export;
-            ``None`` disables the organiser view (its events then raise ``gr.Error``).
+            ``None`` or an empty (or blank) string disables the organiser view: it shows a
+            note, and its events raise ``gr.Error``.
         limits: :class:`ListenLimits`, ``None`` for defaults, or the app's limits object
-            (see :meth:`ListenLimits.coerce`).
+            (see :meth:`ListenLimits.coerce`: the app's ``AppLimits`` gives the defaults).
+
+    Raises:
+        ValueError: ``organiser_token`` is neither a string nor ``None``.
     """
     import gradio as gr
 
     from neuromix.mixing.generator import DEMO_SONGS
 
     lim = ListenLimits.coerce(limits)
-    if organiser_token is not None and (not isinstance(organiser_token, str) or not organiser_token):
-        raise ValueError("organiser_token must be a non-empty string or None")
+    if organiser_token is not None and not isinstance(organiser_token, str):
+        raise ValueError(f"organiser_token must be a string or None, got {type(organiser_token).__name__}")
+    if organiser_token is not None and not organiser_token.strip():
+        log.warning("empty organiser token: the Listen tab's organiser view is disabled")
+        organiser_token = None
+    guard = _TokenGuard(lim.token_attempts, lim.token_window_s, lim.token_lockout_s)
     gr.set_static_paths([store.media_dir])
     exports = _ExportFolder()
     n_sliders = UI_MAX_STIMULI * UI_MAX_CRITERIA
@@ -254,15 +322,16 @@ def build_listen_tab(store: ListeningStore, organiser_token: str | None, limits:
     )
     with gr.Row():
         test_pick = gr.Dropdown(choices=_test_choices(store), value=None, label="Test (or type its code)",
-                                allow_custom_value=True, scale=3)
-        refresh = gr.Button("Refresh list", scale=1)
+                                allow_custom_value=True, scale=3, elem_id="listen-test")
+        refresh = gr.Button("Refresh list", scale=1, elem_id="listen-refresh")
     with gr.Row():
-        participant = gr.Textbox(label="Your name", max_lines=1, scale=3)
-        start = gr.Button("Start", variant="primary", scale=1)
+        participant = gr.Textbox(label="Your name", max_lines=1, scale=3, elem_id="listen-name")
+        start = gr.Button("Start", variant="primary", scale=1, elem_id="listen-start")
     with gr.Row():
-        code = gr.Textbox(label="Your session code (keep it to continue later)", max_lines=1, scale=3)
-        resume = gr.Button("Continue", scale=1)
-    status = gr.Markdown()
+        code = gr.Textbox(label="Your session code (keep it to continue later)", max_lines=1, scale=3,
+                          elem_id="listen-code")
+        resume = gr.Button("Continue", scale=1, elem_id="listen-resume")
+    status = gr.Markdown(elem_id="listen-status")
     trial_index = gr.Number(value=None, precision=0, visible=False, label="trial index")
     trial_info = gr.JSON(value=None, visible=False, label="trial info")
     players: list[Any] = []
@@ -270,11 +339,12 @@ def build_listen_tab(store: ListeningStore, organiser_token: str | None, limits:
     for i in range(UI_MAX_STIMULI):
         with gr.Row():
             players.append(gr.Audio(label=chr(ord("A") + i), type="filepath", interactive=False, visible=False,
-                                    scale=2))
+                                    scale=2, elem_id=f"listen-player-{i}"))
             with gr.Column(scale=3):
                 for j in range(UI_MAX_CRITERIA):
-                    sliders.append(gr.Slider(0, 100, value=50, step=1, label=f"criterion {j + 1}", visible=False))
-    submit = gr.Button("Submit ratings", variant="primary", visible=False)
+                    sliders.append(gr.Slider(0, 100, value=50, step=1, label=f"criterion {j + 1}", visible=False,
+                                              elem_id=f"listen-slider-{i}-{j}"))
+    submit = gr.Button("Submit ratings", variant="primary", visible=False, elem_id="listen-submit")
     trial_outputs = [code, status, trial_index, trial_info, *players, *sliders, submit]
 
     def show(session: Session, note: str = "") -> list[Any]:
@@ -315,21 +385,21 @@ def build_listen_tab(store: ListeningStore, organiser_token: str | None, limits:
                     knobs.append(gr.update(value=50, visible=False))
         return [session.session_id, text, trial.trial_index, info, *audio, *knobs, gr.update(visible=True)]
 
-    @_handler
+    @user_errors
     def list_tests() -> Any:
         return gr.update(choices=_test_choices(store))
 
-    @_handler
+    @user_errors
     def start_session(test_id: Any, name: Any) -> list[Any]:
         if not isinstance(test_id, str) or not test_id.strip():
             raise ListeningError("pick a test or type its code first")
         return show(store.start_session(test_id.strip(), name if isinstance(name, str) else ""))
 
-    @_handler
+    @user_errors
     def resume_session(session_code: Any) -> list[Any]:
         return show(store.get_session(session_code))
 
-    @_handler
+    @user_errors
     def submit_ratings(session_code: Any, index: Any, *values: Any) -> list[Any]:
         if len(values) != n_sliders:
             raise ListeningError(f"expected {n_sliders} slider values, got {len(values)}")
@@ -362,18 +432,29 @@ def build_listen_tab(store: ListeningStore, organiser_token: str | None, limits:
     secret = organiser_token.encode("utf-8") if enabled else b""
 
     def authorise(token: Any) -> None:
+        """Raise ``gr.Error`` unless ``token`` is the organiser token and no lock-out is on."""
         if not enabled:
             raise gr.Error("The organiser view is disabled: start the app with an organiser token "
                            "(e.g. `neuromix ui --organiser-token ...`).", print_exception=False)
-        given = token.encode("utf-8") if isinstance(token, str) else b""
-        if not hmac.compare_digest(given, secret):
+        wait = guard.wait_s()
+        if wait > 0:
+            raise gr.Error(f"Too many wrong organiser tokens: the organiser view is locked for another "
+                           f"{math.ceil(wait)} s. Try again then.", print_exception=False)
+        if not isinstance(token, str) or not token:
+            raise gr.Error("Enter the organiser token first.", print_exception=False)
+        if not hmac.compare_digest(token.encode("utf-8"), secret):
+            if guard.failed():
+                log.warning("%d wrong organiser tokens within %g s: organiser view locked for %g s",
+                            guard.attempts, guard.window_s, guard.lockout_s)
+                raise gr.Error(f"Wrong organiser token. Too many wrong tokens: the organiser view is locked "
+                               f"for {math.ceil(guard.lockout_s)} s.", print_exception=False)
             raise gr.Error("Wrong organiser token.", print_exception=False)
 
-    with gr.Accordion("Organiser", open=False):
+    with gr.Accordion("Organiser", open=False, elem_id="listen-organiser"):
         if not enabled:
             gr.Markdown("The organiser view is disabled: this app was started without an organiser token.")
         with gr.Column(visible=enabled):
-            token = gr.Textbox(label="Organiser token", type="password", max_lines=1)
+            token = gr.Textbox(label="Organiser token", type="password", max_lines=1, elem_id="listen-token")
             gr.Markdown("#### Create a test")
             with gr.Row():
                 new_name = gr.Textbox(label="Test name", value="mix comparison", max_lines=1)
@@ -386,21 +467,22 @@ def build_listen_tab(store: ListeningStore, organiser_token: str | None, limits:
                 new_seconds = gr.Slider(lim.min_excerpt_seconds, lim.max_excerpt_seconds,
                                         value=lim.default_excerpt_seconds, step=0.5, label="Excerpt (s)")
                 new_hidden = gr.Checkbox(value=True, label="Hidden reference (the engineer's target mix)")
-            create = gr.Button("Create test", variant="primary")
-            create_status = gr.Markdown()
+            create = gr.Button("Create test", variant="primary", elem_id="listen-create")
+            create_status = gr.Markdown(elem_id="listen-create-status")
             gr.Markdown("#### Results")
             with gr.Row():
                 org_test = gr.Dropdown(choices=_test_choices(store), value=None, label="Test",
-                                       allow_custom_value=True, scale=3)
-                show_results = gr.Button("Show results", scale=1)
-                export = gr.Button("Export CSV", scale=1)
-            summary = gr.Markdown()
+                                       allow_custom_value=True, scale=3, elem_id="listen-org-test")
+                show_results = gr.Button("Show results", scale=1, elem_id="listen-results-button")
+                export = gr.Button("Export CSV", scale=1, elem_id="listen-export-button")
+            summary = gr.Markdown(elem_id="listen-summary")
             table = gr.Dataframe(headers=["system", "criterion", "n", "mean", "CI low", "CI high"],
-                                 interactive=False, label="Mean rating and 95 % confidence interval")
-            plot = gr.Plot(label="Ratings")
-            csv_file = gr.File(label="CSV", interactive=False)
+                                 interactive=False, label="Mean rating and 95 % confidence interval",
+                                 elem_id="listen-table")
+            plot = gr.Plot(label="Ratings", elem_id="listen-plot")
+            csv_file = gr.File(label="CSV", interactive=False, elem_id="listen-csv")
 
-    @_handler
+    @user_errors
     def create_test(tok: Any, name: Any, songs: Any, systems: Any, criteria: Any, seconds: Any, hidden: Any,
                     progress: gr.Progress = gr.Progress()) -> list[Any]:
         authorise(tok)
@@ -425,7 +507,7 @@ def build_listen_tab(store: ListeningStore, organiser_token: str | None, limits:
                 f"or type the code `{test_id}`.")
         return [text, gr.update(choices=choices, value=test_id), gr.update(choices=choices, value=test_id)]
 
-    @_handler
+    @user_errors
     def results(tok: Any, test_id: Any) -> list[Any]:
         import pandas as pd
 
@@ -442,7 +524,7 @@ def build_listen_tab(store: ListeningStore, organiser_token: str | None, limits:
                 f"trial submission(s) of {info.num_trials} trial(s) each. Systems: {', '.join(info.systems)}.")
         return [frame, _results_figure(rows, info.name), text]
 
-    @_handler
+    @user_errors
     def export_csv(tok: Any, test_id: Any) -> str:
         authorise(tok)
         info = store.test_info(test_id)

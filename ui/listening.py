@@ -916,17 +916,27 @@ class ListeningStore:
 
     # ---------------------------------------------------------------- results
 
-    def _ratings_table(self, conn: sqlite3.Connection, test_id: str) -> list[tuple]:
-        return conn.execute(
+    def _ratings_table(self, conn: sqlite3.Connection, test_id: str, criteria: Sequence[str]) -> list[tuple]:
+        """Every rating of a test joined with its session, trial, system and submission time.
+
+        Rows ``(session_id, participant, trial_index, song, system, stimulus_id, criterion,
+        value, submitted_at)`` by session (oldest first), trial, stimulus position (the stored
+        order, not a participant's), then criterion in the test's order.
+        """
+        rank = {c: i for i, c in enumerate(criteria)}
+        rows = conn.execute(
             "SELECT s.session_id, s.participant, r.trial_index, t.song, st.system, st.stimulus_id, r.criterion, "
             "r.value, p.submitted_at FROM ratings r "
             "JOIN sessions s ON s.session_id = r.session_id "
             "JOIN stimuli st ON st.stimulus_id = r.stimulus_id "
             "JOIN trials t ON t.test_id = st.test_id AND t.trial_index = st.trial_index "
             "JOIN responses p ON p.session_id = r.session_id AND p.trial_index = r.trial_index "
-            "WHERE s.test_id = ? ORDER BY s.created_at, s.session_id, r.trial_index, st.position, r.criterion",
+            "WHERE s.test_id = ? ORDER BY s.created_at, s.session_id, r.trial_index, st.position",
             (test_id,),
         ).fetchall()
+        # one (session, trial, stimulus) group is contiguous; order criteria inside each group
+        group = {key: g for g, key in enumerate(dict.fromkeys((r[0], r[2], r[5]) for r in rows))}
+        return sorted(rows, key=lambda r: (group[(r[0], r[2], r[5])], rank.get(r[6], len(rank)), r[6]))
 
     def results(self, test_id: str) -> list[ResultRow]:
         """Mean rating and 95 % confidence interval per (system, criterion).
@@ -942,8 +952,8 @@ class ListeningStore:
         """
         with self._transaction(write=False) as conn:
             _, crit_json, _, _ = self._test_row(conn, test_id)
-            rows = self._ratings_table(conn, test_id.strip())
-        criteria = json.loads(crit_json)
+            criteria = json.loads(crit_json)
+            rows = self._ratings_table(conn, test_id.strip(), criteria)
         values: dict[tuple[str, str], list[float]] = {}
         for *_, system, _sid, criterion, value, _at in rows:
             values.setdefault((system, criterion), []).append(float(value))
@@ -960,15 +970,16 @@ class ListeningStore:
         """Every rating of a test as CSV text (one row per rating, with a header).
 
         Columns: ``test_id, test_name, session_id, participant, trial, song, system,
-        stimulus_id, criterion, rating, submitted_at``. Free text that a spreadsheet would
+        stimulus_id, criterion, rating, submitted_at``. Rows go by session (oldest first),
+        trial, stimulus (stored order), then criterion in the test's order. Free text that a spreadsheet would
         run as a formula (starting with ``= + - @``) is prefixed with ``'``.
 
         Raises:
             ListeningError: unknown test.
         """
         with self._transaction(write=False) as conn:
-            name, *_ = self._test_row(conn, test_id)
-            rows = self._ratings_table(conn, test_id.strip())
+            name, crit_json, _, _ = self._test_row(conn, test_id)
+            rows = self._ratings_table(conn, test_id.strip(), json.loads(crit_json))
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["test_id", "test_name", "session_id", "participant", "trial", "song", "system",

@@ -372,10 +372,14 @@ def _read_reference(file: Any, sample_rate: int, limits: AppLimits) -> Tensor | 
     return audio
 
 
-def _loudness(mix: Tensor, sample_rate: int) -> float:
+def _loudness_text(mix: Tensor, sample_rate: int) -> str:
+    """The mix's integrated loudness (ITU-R BS.1770) for the status line; a mix shorter than
+    one 400 ms gating block has none (the library mixes clips of any length)."""
     from neuromix.core.features import integrated_loudness
 
-    return float(integrated_loudness(mix[None], sample_rate)[0])
+    if mix.shape[-1] < 0.4 * sample_rate:
+        return "loudness not measured (shorter than one 400 ms block)"
+    return f"loudness {float(integrated_loudness(mix[None], sample_rate)[0]):.1f} LUFS"
 
 
 def _report_markdown(report: Any) -> str:
@@ -392,7 +396,7 @@ def _status(song: LoadedSong, outcome: Any, what: str) -> str:
     seconds = mix.shape[-1] / song.sample_rate
     headline = (
         f"**{what}** {song.source}: {len(song.names)} tracks, {seconds:.1f} s at {song.sample_rate} Hz, "
-        f"by `{outcome.model_name}`; loudness {_loudness(mix, song.sample_rate):.1f} LUFS."
+        f"by `{outcome.model_name}`; {_loudness_text(mix, song.sample_rate)}."
     )
     lines = [headline]
     lines += [f"- {note}" for note in song.notes]

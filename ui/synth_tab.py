@@ -330,7 +330,9 @@ class SynthTab:
                     score.patches[CURRENT_ALIAS] = self._edited(text, edits)
                 rendered = render_score(score, progress=report)
         except NeuromixError as exc:
-            raise ConfigError(f"{path.name}: {str(exc).replace(str(path), path.name)}") from None
+            message = str(exc).replace(str(path), path.name)
+            named = message.startswith(f"{path.name}:")  # the library's messages often name the file already
+            raise ConfigError(message if named else f"{path.name}: {message}") from None
         return self._sound(session, rendered, path.stem) + (session,)
 
     def _sound(self, session: Session, rendered: Any, name: str) -> tuple:
