@@ -106,7 +106,7 @@ def reference_study(title: str, pairs: list[dict], steps: int) -> None:
                                                           for k, v in rows.items()), flush=True)
     n = len(pairs)
     print(f"\nReference guidance, {title}: {n} held-out pairs, {steps} steps, mean distances to the target mix")
-    print("  system    all features / SD-MRSTFT / style features (loudness, tilt, punch)")
+    print("  system    all features / SD-MRSTFT / style features (those of REFERENCE_TRUST)")
     for key, vals in rows.items():
         means = [statistics.fmean(v[j] for v in vals) for j in range(3)]
         print(f"  {key:9s} {means[0]:.3f} / {means[1]:.3f} / {means[2]:.3f}")

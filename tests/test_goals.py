@@ -331,13 +331,13 @@ def test_correct_reference_beats_wrong_reference_on_held_out_pairs():
 
     right_d, wrong_d, loud = [], [], []
     for i in range(3):
-        a = generate_song(93_000_000 + i, seconds=5.0, sample_rate=SR)
-        b = generate_song(94_000_000 + i, seconds=8.0, sample_rate=SR)
+        a = generate_song(93_000_000 + i, seconds=4.0, sample_rate=SR)
+        b = generate_song(94_000_000 + i, seconds=6.0, sample_rate=SR)
         ta, tb = a.as_multitrack(), b.as_multitrack()
         target = engineer_mix(ta, a.classes, SR, 95_000_000 + i)[0][0]
         right_ref = engineer_mix(tb, b.classes, SR, 95_000_000 + i)[0][0]
         wrong_ref = engineer_mix(tb, b.classes, SR, 96_000_000 + i)[0][0]
-        kw = {"model": "rules", "names": list(a.names), "classes": list(a.classes), "steps": 15}
+        kw = {"model": "rules", "names": list(a.names), "classes": list(a.classes), "steps": 10}
         right = mix_multitrack(ta, SR, reference=right_ref, **kw).mix
         wrong = mix_multitrack(ta, SR, reference=wrong_ref, **kw).mix
         right_d.append(style_distance(right, target))
