@@ -480,44 +480,74 @@ def _reverb_energy_db(console: Console, params: ConsoleParams) -> Tensor:
     return 10.0 * torch.log10(ir.square().sum(-1).mean(-1) + _EPS)  # (batch,)
 
 
-def measure(console: Console, tracks: Tensor, params: ConsoleParams) -> MixMeasure:
-    """Render ``tracks`` with ``params`` and measure every feature (batch item 0).
+@dataclass
+class TrackStage:
+    """What the track strips produce: per-track contributions, the dry and send buses and the
+    track features (all but reverb). Reused while only master settings change."""
 
-    Args:
-        console: the console (its rate is the tracks' rate).
-        tracks: ``(1, tracks, channels, samples)``.
-        params: settings with batch 1.
+    contrib: Tensor
+    dry: Tensor
+    send: Tensor | None
+    features: dict[str, Tensor]
+    wet: Tensor | None = None  # the reverb return bus, when the reverb settings are frozen too
+    reverb_db: Tensor | None = None
 
-    Returns:
-        :class:`MixMeasure`. Differentiable w.r.t. ``params``.
-    """
+
+def track_stage(console: Console, tracks: Tensor, params: ConsoleParams) -> TrackStage:
+    """Run the track strips and measure each track (see :func:`measure`)."""
     wet = console.process_tracks(tracks, params)  # (1, T, C, N)
     left, right = F.pan_gains(params.track["pan"])
     if wet.shape[2] == 2:
         left, right = left * math.sqrt(2.0), right * math.sqrt(2.0)
     contrib = torch.stack([left[..., None] * wet[:, :, 0], right[..., None] * wet[:, :, -1]], dim=2)
     dry = contrib.sum(1)  # (1, 2, N)
-    sr = console.sample_rate
     send = None
-    reverb_db = _reverb_energy_db(console, params) if console.config.reverb else None
     if console.config.reverb:
         send = (F.db_to_amp(params.track["reverb_send_db"])[..., None, None] * contrib).sum(1)
-    mix = console.process_master(dry, send, params)
-    track = signal_features(contrib[0], sr)
+    sr = console.sample_rate
+    features = signal_features(contrib[0], sr)
     rest = dry[:, None] - contrib if contrib.shape[1] > 1 else contrib  # the mix without each track
-    track["loudness"] = track["loudness"] - _loudness(rest[0], sr)
-    master = signal_features(mix, sr)
-    master = {k: v[0] for k, v in master.items()}
-    if reverb_db is not None:
-        track["reverb"] = params.track["reverb_send_db"][0] + params.master["reverb_return_db"][0] + reverb_db[0]
-        rev = {k[7:]: v for k, v in params.master.items() if k.startswith("reverb_") and k != "reverb_return_db"}
-        wet_bus = F.gain(console.reverb(send, rev), params.master["reverb_return_db"])
-        master["reverb"] = 10.0 * torch.log10(wet_bus.square().mean() + _EPS) - 10.0 * torch.log10(
+    features["loudness"] = features["loudness"] - _loudness(rest[0], sr)
+    return TrackStage(contrib, dry, send, features)
+
+
+def measure(console: Console, tracks: Tensor, params: ConsoleParams, stage: TrackStage | None = None) -> MixMeasure:
+    """Render ``tracks`` with ``params`` and measure every feature (batch item 0).
+
+    Args:
+        console: the console (its rate is the tracks' rate).
+        tracks: ``(1, tracks, channels, samples)``.
+        params: settings with batch 1.
+        stage: the track strips' output for these track settings (:func:`track_stage`), when
+            only master settings differ from those it was made with (saves most of the work).
+
+    Returns:
+        :class:`MixMeasure`. Differentiable w.r.t. ``params`` (w.r.t. the master settings
+        only when ``stage`` is given).
+    """
+    stage = stage if stage is not None else track_stage(console, tracks, params)
+    dry, send = stage.dry, stage.send
+    sr = console.sample_rate
+    track = dict(stage.features)
+    bus = dry
+    reverb_master: Tensor = torch.tensor(-120.0)
+    if send is not None:
+        if stage.wet is not None and stage.reverb_db is not None:  # reverb settings frozen too
+            wet_bus, reverb_db = stage.wet, stage.reverb_db
+        else:
+            reverb_db = _reverb_energy_db(console, params)[0]
+            rev = {k[7:]: v for k, v in params.master.items() if k.startswith("reverb_") and k != "reverb_return_db"}
+            wet_bus = F.gain(console.reverb(send, rev), params.master["reverb_return_db"])
+        track["reverb"] = params.track["reverb_send_db"][0] + params.master["reverb_return_db"][0] + reverb_db
+        reverb_master = 10.0 * torch.log10(wet_bus.square().mean() + _EPS) - 10.0 * torch.log10(
             dry.square().mean() + _EPS
         )
+        bus = dry + wet_bus
     else:
         track["reverb"] = torch.full_like(track["loudness"], -120.0)
-        master["reverb"] = torch.tensor(-120.0)
+    mix = console.process_master(bus, None, params)  # the reverb return is already in the bus
+    master = {k: v[0] for k, v in signal_features(mix, sr).items()}
+    master["reverb"] = reverb_master
     ref = {k: v[0] for k, v in reference_features(mix, sr).items()}
     return MixMeasure(track, master, ref)
 
@@ -800,15 +830,23 @@ def solve_console(
         }
         return p
 
+    stage = None
     with torch.no_grad():
-        first = float(goal_fn(measure(console, tracks, start)))
+        if not bool(track_free.any()):  # only the master moves: run the track strips once
+            stage = track_stage(console, tracks, start)
+            reverb_keys = [i for i, k in enumerate(console.master_ranges) if k.startswith("reverb_")]
+            if stage.send is not None and not bool(master_free[0, reverb_keys].any()):  # and the reverb
+                rev = {k[7:]: v for k, v in start.master.items() if k.startswith("reverb_") and k != "reverb_return_db"}
+                stage.wet = F.gain(console.reverb(stage.send, rev), start.master["reverb_return_db"])
+                stage.reverb_db = _reverb_energy_db(console, start)[0]
+        first = float(goal_fn(measure(console, tracks, start, stage)))
     best_value, best = first, start.detach()
     if steps <= 0 or not (bool(track_free.any()) or bool(master_free.any())):
         return best, first, best_value
     for step in range(steps):
         optimiser.zero_grad(set_to_none=True)
         params = params_of(track_u, master_u)
-        distance = goal_fn(measure(console, tracks, params))
+        distance = goal_fn(measure(console, tracks, params, stage))
         value = float(distance.detach())
         if value < best_value:
             best_value, best = value, params.detach()
@@ -825,7 +863,7 @@ def solve_console(
             progress(step + 1, steps)
     with torch.no_grad():  # the last step is evaluated too
         params = params_of(track_u, master_u)
-        value = float(goal_fn(measure(console, tracks, params)))
+        value = float(goal_fn(measure(console, tracks, params, stage)))
         if value < best_value:
             best_value, best = value, params.detach()
     return best, first, best_value

@@ -484,3 +484,19 @@ def test_targets_type_is_falsy_when_empty():
     assert not Targets(())
     with pytest.raises(NeuromixError):
         parse_targets("")
+
+
+def test_track_stage_reuse_measures_the_same(song):
+    """Master-only solves run the track strips once; the measurement must not change."""
+    from neuromix.mixing.goals import track_stage
+
+    x, names, _ = song
+    console = Console(SR)
+    params = console.default_params(1, len(names))
+    params.track["reverb_send_db"][:] = -12.0
+    params.master["width"][:] = 1.3
+    with torch.no_grad():
+        full = measure(console, x[None], params)
+        reused = measure(console, x[None], params, track_stage(console, x[None], params))
+    for a, b in ((full.track, reused.track), (full.master, reused.master), (full.reference, reused.reference)):
+        assert all(torch.equal(a[k], b[k]) for k in a)
