@@ -467,16 +467,7 @@ class MixMeasure:
 
 
 def _reverb_energy_db(console: Console, params: ConsoleParams) -> Tensor:
-    m = params.master
-    ir = F.reverb_ir(
-        console.sample_rate,
-        console.reverb.max_seconds,
-        m["reverb_decay_s"],
-        damping=m["reverb_damping"],
-        predelay_ms=m["reverb_predelay_ms"],
-        seed=console.reverb.seed,
-        channels=2,
-    )
+    ir = console.reverb_ir(params.master)
     return 10.0 * torch.log10(ir.square().sum(-1).mean(-1) + _EPS)  # (batch,)
 
 

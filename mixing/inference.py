@@ -420,15 +420,7 @@ def render_console(
         )
         reverb_fir = None
         if cfg.reverb:
-            ir = F.reverb_ir(
-                sr,
-                console.reverb.max_seconds,
-                m["reverb_decay_s"],
-                damping=m["reverb_damping"],
-                predelay_ms=m["reverb_predelay_ms"],
-                seed=console.reverb.seed,
-                channels=2,
-            )
+            ir = console.reverb_ir(m)
             reverb_fir = StreamingFIR(ir.to(tracks.dtype))
         master_fir = None
         if cfg.master_eq:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_train import TINY as TRAIN_TINY
 import soundfile as sf
 import torch
 from safetensors import safe_open
@@ -177,23 +178,9 @@ def test_mix_killed_at_any_moment_leaves_old_or_new_mix(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- training
 
-TINY = {
-    "model_type": "console_net",
-    "model": {"sample_rate": 16000, "embed_dim": 32, "encoder_channels": 16, "heads": 2, "layers": 1,
-              "window_seconds": 1.0, "reference_windows": 1},
-    "sample_rate": 16000,
-    "segment_seconds": 1.0,
-    "min_tracks": 2,
-    "max_tracks": 3,
-    "batch_size": 2,
-    "steps": 10,
-    "audio_loss_from_step": 5,
-    "val_every": 100,
-    "val_items": 0,
-    "checkpoint_every": 1,
-    "num_workers": 0,
-    "seed": 3,
-}
+# the training tests' tiny run, longer and checkpointed every step
+TINY = {**TRAIN_TINY, "max_tracks": 3, "steps": 10, "audio_loss_from_step": 5, "val_every": 100, "val_items": 0,
+        "checkpoint_every": 1}
 
 
 def _state_step(path: Path) -> int | None:

@@ -171,6 +171,18 @@ class Console(nn.Module):
         master_u = torch.stack([r.to_normalised(params.master[k]) for k, r in self.master_ranges.items()], -1)
         return track_u, master_u
 
+    def reverb_ir(self, master: Mapping[str, Tensor]) -> Tensor:
+        """The stereo reverb's impulse response for master settings: ``(batch, 2, samples)``."""
+        return F.reverb_ir(
+            self.sample_rate,
+            self.reverb.max_seconds,
+            master["reverb_decay_s"],
+            damping=master["reverb_damping"],
+            predelay_ms=master["reverb_predelay_ms"],
+            seed=self.reverb.seed,
+            channels=2,
+        )
+
     # ------------------------------------------------------------------ rendering
 
     def forward(self, tracks: Tensor, mask: Tensor | None, params: ConsoleParams) -> Tensor:
