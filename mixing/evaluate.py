@@ -98,8 +98,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
-
 from neuromix.core.dsp.console import Console, ConsoleParams
 from neuromix.core.dsp.filters import biquad_coefficients, biquad_response
 from neuromix.core.dsp.modules import MASTER_EQ, TRACK_EQ, ParametricEQ
@@ -114,9 +112,11 @@ from neuromix.core.features import (
     spectral_centroid,
     spectral_rolloff,
 )
+from neuromix.core.io import write_text_atomic
 from neuromix.core.losses import sum_difference_stft_loss
 from neuromix.mixing import shipped
 from neuromix.mixing.classes import CLASS_INDEX, INSTRUMENT_CLASSES
+from torch import Tensor
 
 __all__ = [
     "BASELINES",
@@ -1090,7 +1090,7 @@ def write_report(results: EvalResults, output: str | os.PathLike[str], *, comman
     for row in results.rows:
         writer.writerow([row["dataset"], row["song"], row["system"]]
                         + [repr(float(row[m])) if m in row else "" for m in metrics])
-    (out / "per_song.csv").write_text(buf.getvalue())
+    write_text_atomic(out / "per_song.csv", buf.getvalue(), overwrite=True)
     written.append(out / "per_song.csv")
 
     buf = io.StringIO()
@@ -1099,13 +1099,13 @@ def write_report(results: EvalResults, output: str | os.PathLike[str], *, comman
     for s in summary:
         writer.writerow([s["dataset"], s["system"], s["metric"], repr(s["mean"]), repr(s["ci_low"]),
                          repr(s["ci_high"]), s["n"]])
-    (out / "summary.csv").write_text(buf.getvalue())
+    write_text_atomic(out / "summary.csv", buf.getvalue(), overwrite=True)
     written.append(out / "summary.csv")
 
     doc = {"format": "neuromix-eval", "version": 1, "command": command, "config": asdict(results.config),
            "systems": results.systems, "datasets": results.datasets, "per_song": results.rows,
            "summary": summary, "notes": results.notes}
-    (out / "results.json").write_text(json.dumps(doc, indent=1, allow_nan=True))
+    write_text_atomic(out / "results.json", json.dumps(doc, indent=1, allow_nan=True), overwrite=True)
     written.append(out / "results.json")
 
     lines = ["# neuromix evaluation report", ""]
@@ -1160,6 +1160,6 @@ def write_report(results: EvalResults, output: str | os.PathLike[str], *, comman
     if results.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in results.notes] + [""]
     lines += ["Files: `per_song.csv` (every value), `summary.csv` (means and CIs), `results.json`.", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_text_atomic(out / "report.md", "\n".join(lines), overwrite=True)
     written.append(out / "report.md")
     return written

@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import torch
-
 from neuromix.core.errors import AudioInputError, ConfigError
+from neuromix.core.io import write_text_atomic
 from neuromix.mixing.classes import CLASS_INDEX, INSTRUMENT_CLASSES
 from neuromix.mixing.instruments import (
     GM_DRUMS,
@@ -1394,6 +1394,6 @@ def write_song(song: Song, folder: str | Path, *, overwrite: bool = False, subty
     doc = {"format": "neuromix-multitrack", "format_version": 1, "sample_rate": song.sample_rate, "stems": stems_meta,
            **song.to_json_meta()}
     meta_path = folder / "metadata.json"
-    meta_path.write_text(json.dumps(doc, indent=1))
+    write_text_atomic(meta_path, json.dumps(doc, indent=1), overwrite=True)
     written.append(meta_path)
     return written

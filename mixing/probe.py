@@ -54,13 +54,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
-
 from neuromix.core.dsp.console import Console, ConsoleParams
 from neuromix.core.dsp.dynamics import gain_computer
 from neuromix.core.dsp.filters import biquad_coefficients, biquad_response
 from neuromix.core.dsp.modules import MASTER_EQ, TRACK_EQ, EqBand, ParametricEQ
 from neuromix.core.errors import ConfigError
+from neuromix.core.io import write_text_atomic
 from neuromix.core.signals import (
     Sweep,
     deconvolve,
@@ -69,6 +68,7 @@ from neuromix.core.signals import (
     tone_bursts,
 )
 from neuromix.mixing.classes import CLASS_INDEX
+from torch import Tensor
 
 __all__ = [
     "BlackBoxTarget",
@@ -1369,9 +1369,9 @@ def write_datasheet(sheet: Datasheet, output: str | os.PathLike[str], *, force: 
         _plot_dynamics(p, out / p.plots[1])
         written += [out / name for name in p.plots]
     doc = sheet.to_dict()
-    (out / "datasheet.json").write_text(json.dumps(doc, indent=1))
+    write_text_atomic(out / "datasheet.json", json.dumps(doc, indent=1), overwrite=True)
     written.append(out / "datasheet.json")
-    (out / "datasheet.md").write_text(_markdown(doc))
+    write_text_atomic(out / "datasheet.md", _markdown(doc), overwrite=True)
     written.append(out / "datasheet.md")
     return written
 

@@ -40,18 +40,18 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from safetensors import safe_open
-from safetensors.torch import save as safetensors_bytes
-from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
-
 from neuromix.core import checkpoint
 from neuromix.core.dsp.console import Console
 from neuromix.core.errors import ConfigError
+from neuromix.core.io import write_text_atomic
 from neuromix.core.losses import feature_loss, sum_difference_stft_loss
 from neuromix.mixing.classes import CLASS_INDEX
 from neuromix.mixing.models import ALL_STAGES, MODEL_REGISTRY, ConsoleNet, build_model
 from neuromix.mixing.rules import RuleMixer, rule_prior
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 VALIDATION_SEED_OFFSET = 10_000_000
 TEST_SEED_OFFSET = 20_000_000
@@ -641,7 +641,7 @@ def train(
         if resume and not state_path.exists():
             raise ConfigError(f"{out}: nothing to resume (no {STATE_FILE})")
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        write_text_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2), overwrite=True)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model_type, cfg.model).to(device)

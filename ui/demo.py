@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from neuromix.core.io import write_audio
+from neuromix.core.io import write_audio, write_text_atomic
 from neuromix.mixing.generator import DEMO_SONGS, demo_song, write_song
 from neuromix.mixing.inference import mix_multitrack
 
@@ -30,7 +30,7 @@ def render_demo(song: str | None, output: str | Path, *, sample_rate: int = 4410
     write_song(s, out / "stems", overwrite=True)
     outcome = mix_multitrack(s.as_multitrack(), sample_rate, model="rules", classes=s.classes, names=s.names)
     write_audio(out / "mix.wav", outcome.mix, sample_rate, overwrite=True)
-    (out / "settings.json").write_text(json.dumps(outcome.settings, indent=2))
+    write_text_atomic(out / "settings.json", json.dumps(outcome.settings, indent=2), overwrite=True)
     return {
         "song": name,
         "tracks": dict(zip(s.names, s.classes)),
