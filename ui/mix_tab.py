@@ -95,11 +95,17 @@ class MixState:
     settings: dict | None = None
     classes: list[str] = field(default_factory=list)
     model: str = "console"
+    released: bool = False
+
+    def release(self) -> None:
+        """Drop the decoded song to free memory (see ``AppLimits.max_live_songs``)."""
+        self.song, self.released = None, True
 
     def use(self, song: LoadedSong) -> LoadedSong:
         """Make ``song`` the session's song (the settings of another song are dropped)."""
         if song is not self.song:
             self.song, self.settings, self.classes, self.model = song, None, [], "console"
+        self.released = False
         return song
 
 
@@ -423,10 +429,16 @@ class MixTab:
         return session.data.setdefault("mix", MixState())
 
     def _song(self, session: Session) -> LoadedSong:
-        song = self._state(session).song
-        if song is None:
+        state = self._state(session)
+        if state.song is None:
+            if state.released:
+                raise ConfigError(
+                    "this session's song was released to make room for other users "
+                    f"(the app keeps {self.ctx.limits.max_live_songs} songs in memory); press Mix to load it again"
+                )
             raise ConfigError("mix a song first (upload stems or pick a demo song, then press Mix)")
-        return song
+        self.ctx.hold(state)
+        return state.song
 
     def _settings(self, session: Session) -> dict:
         settings = self._state(session).settings
@@ -478,6 +490,7 @@ class MixTab:
         session = self.ctx.session(session)
         state = self._state(session)
         song = state.use(load_song(stems, demo, self.ctx.limits, state.song))
+        self.ctx.hold(state)
         names = list(song.names)
         notes = "".join(f"\n- {n}" for n in song.notes)
         status = f"Loaded {song.source}: {len(names)} tracks at {song.sample_rate} Hz. Check the classes, then press **Mix**.{notes}"
@@ -500,6 +513,7 @@ class MixTab:
         state = self._state(session)
         _progress(progress, 0.05, "loading the tracks")
         song = state.use(load_song(stems, demo, self.ctx.limits, state.song))
+        self.ctx.hold(state)
         classes = _classes_from_table(tracks, song)
         if model not in MODELS:
             raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")

@@ -13,6 +13,7 @@ import math
 import shutil
 import tempfile
 import threading
+from collections import OrderedDict
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ class AppLimits:
         probe_rate: sample rate of the Learn tab's datasheets (Hz).
         concurrency: long jobs (mix, re-solve, datasheet, render) running at once; the
             rest wait in the queue.
+        max_live_songs: decoded songs kept in memory across all sessions; loading one more
+            releases the least recently used session's song (that user is asked to load it
+            again). Bounds the server's memory whatever the number of visitors.
     """
 
     max_tracks: int = 16
@@ -53,9 +57,16 @@ class AppLimits:
     demo_seconds: float = 12.0
     probe_rate: int = 22050
     concurrency: int = 2
+    max_live_songs: int = 8
 
     def __post_init__(self) -> None:
-        if self.max_tracks < 1 or self.max_seconds <= 0 or self.max_upload_mb <= 0 or self.concurrency < 1:
+        if (
+            self.max_tracks < 1
+            or self.max_seconds <= 0
+            or self.max_upload_mb <= 0
+            or self.concurrency < 1
+            or self.max_live_songs < 1
+        ):
             raise ValueError(f"invalid app limits: {self}")
 
     @property
@@ -110,6 +121,23 @@ class AppContext:
         self._parent = Path(work_dir) if work_dir is not None else None
         self._root: Path | None = None
         self._lock = threading.Lock()
+        self._live: OrderedDict[int, Any] = OrderedDict()  # id -> holder, least recently used first
+
+    def hold(self, holder: Any) -> None:
+        """Mark ``holder`` (an object with a ``release()`` method holding a decoded song) as
+        just used; beyond :attr:`AppLimits.max_live_songs` holders, release the least
+        recently used one."""
+        with self._lock:
+            self._live.pop(id(holder), None)
+            self._live[id(holder)] = holder
+            while len(self._live) > self.limits.max_live_songs:
+                _, oldest = self._live.popitem(last=False)
+                oldest.release()
+
+    def forget(self, holder: Any) -> None:
+        """Stop tracking ``holder`` (its session ended)."""
+        with self._lock:
+            self._live.pop(id(holder), None)
 
     @property
     def root(self) -> Path:
