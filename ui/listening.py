@@ -550,40 +550,34 @@ class ListeningStore:
 
     def _initialise(self) -> None:
         conn = self._connect()
-        try:
+        try:  # WAL is a property of the file, set outside any transaction
             try:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             except sqlite3.DatabaseError as exc:
                 raise ListeningError(f"{self.path}: not a listening-test database ({exc})") from None
-            if str(mode).lower() != "wal":
-                raise ListeningError(
-                    f"{self.path}: the file system does not support SQLite's WAL mode (got {mode!r}); "
-                    "put the database on a local disk"
-                )
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if version == 0 and not tables:
-                    for statement in _SCHEMA.split(";"):  # not executescript: it would commit first
-                        if statement.strip():
-                            conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                elif version == 0 or not {"tests", "sessions", "ratings"} <= tables:
-                    raise ListeningError(f"{self.path}: this SQLite file is not a listening-test database")
-                elif version > SCHEMA_VERSION:
-                    raise ListeningError(
-                        f"{self.path}: database schema version {version} is newer than this neuromix "
-                        f"understands ({SCHEMA_VERSION}); upgrade neuromix"
-                    )
-                # version < SCHEMA_VERSION: migrations go here when the schema changes
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         finally:
             conn.close()
+        if str(mode).lower() != "wal":
+            raise ListeningError(
+                f"{self.path}: the file system does not support SQLite's WAL mode (got {mode!r}); "
+                "put the database on a local disk"
+            )
+        with self._transaction(write=True) as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if version == 0 and not tables:
+                for statement in _SCHEMA.split(";"):  # not executescript: it would commit first
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version == 0 or not {"tests", "sessions", "ratings"} <= tables:
+                raise ListeningError(f"{self.path}: this SQLite file is not a listening-test database")
+            elif version > SCHEMA_VERSION:
+                raise ListeningError(
+                    f"{self.path}: database schema version {version} is newer than this neuromix "
+                    f"understands ({SCHEMA_VERSION}); upgrade neuromix"
+                )
+            # version < SCHEMA_VERSION: migrations go here when the schema changes
 
     def integrity_check(self) -> str:
         """Run ``PRAGMA integrity_check`` and ``foreign_key_check``; ``"ok"`` when both pass."""
