@@ -37,7 +37,8 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	@if ls tests/test_browser*.py >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then \
 		echo "installing Debian chromium for the browser tests"; \
-		apt-get update -qq && apt-get install -y -qq chromium; fi
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; fi
 	GRADIO_ANALYTICS_ENABLED=False GLOO_SOCKET_IFNAME=lo $(BIN)/python -m pytest tests -q
 
 bench: $(VENV)/.installed
