@@ -200,7 +200,7 @@ def automate_mix(
         _predict_settings,
         _render_document,
         resolve_model,
-        settings_document,
+        rounded_document,
     )
 
     if not 2.0 <= window_seconds <= 60.0:
@@ -227,8 +227,7 @@ def automate_mix(
         rides = smooth_rides(torch.stack(raw, dim=-1)) if len(raw) > 1 else torch.zeros(len(names_u), 1)
     times = [(s + min(window, audio.shape[-1]) / 2) / sr for s in starts]
     automation = Automation(times, {n: rides[i].tolist() for i, n in enumerate(names_u)})
-    doc = settings_document(console, static, names_u, classes_u, mixer.name)
-    doc = settings_document(console, console.settings_from_dict(doc, names_u)[0], names_u, classes_u, mixer.name)
+    doc = rounded_document(console, static, names_u, classes_u, mixer.name)
     doc["automation"] = automation.to_dict()
     automation = Automation.from_dict(doc["automation"], names_u)  # exactly what is rendered
     outcome = _render_document(console, x4, sr, doc, names_u, classes_u, mixer.name, block_seconds, progress, None,

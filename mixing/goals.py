@@ -575,10 +575,6 @@ class Goal:
             terms.append(((m.reference[name] - desired) / _reference_scale(name))[None])
         return torch.cat(terms) if terms else torch.zeros(0)
 
-    def distance(self, m: MixMeasure) -> Tensor:
-        """Root-mean-square scaled error over every goal entry (0 when met exactly)."""
-        return combined_distance([self], m)
-
 
 def combined_distance(goals: Sequence[Goal], m: MixMeasure) -> Tensor:
     """Weighted root-mean-square scaled error over the entries of several goals."""
@@ -835,7 +831,7 @@ def solve_console(
     if steps <= 0 or not (bool(track_free.any()) or bool(master_free.any())):
         return best, first, best_value
     for step in range(steps):
-        optimiser.zero_grad(set_to_none=True)
+        optimiser.zero_grad()
         params = params_of(track_u, master_u)
         distance = goal_fn(measure(console, tracks, params, stage))
         value = float(distance.detach())
@@ -869,7 +865,7 @@ class _Adam:
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
@@ -1003,10 +999,10 @@ def guide_settings(
     Raises:
         ConfigError: bad settings, locks, targets or a reference that is too short.
     """
-    from neuromix.mixing.inference import console_from_settings
+    from neuromix.mixing.inference import settings_config
 
-    session = console_from_settings(settings, SOLVE_RATE)  # the document's stages, reverb, ...
-    console = Console(SOLVE_RATE, replace(session.config, eq_fft_size=min(8192, session.config.eq_fft_size)))
+    config = settings_config(settings)  # the document's stages, reverb, ...
+    console = Console(SOLVE_RATE, replace(config, eq_fft_size=min(8192, config.eq_fft_size)))
     names = list(names)
     start, _ = console.settings_from_dict(settings, names)
     track_free, master_free, locked = parse_locks(locks, names, console)
@@ -1133,11 +1129,6 @@ def _report_rows(goal: Goal, start: MixMeasure, end: MixMeasure, names: Sequence
                              "after": after, "desired": float(desired[i]),
                              "met": abs(after - float(desired[i])) <= abs(before - float(desired[i])) + 1e-6})
     return rows
-
-
-def mono_to_stereo(x: Tensor) -> Tensor:
-    """``(1 or 2, n)`` -> ``(2, n)``."""
-    return x.expand(2, -1) if x.shape[0] == 1 else x
 
 
 __all__ = [

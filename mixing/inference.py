@@ -598,8 +598,26 @@ def settings_document(
     return doc
 
 
+def rounded_document(
+    console: Console, params: ConsoleParams, names: Sequence[str], classes: Sequence[str], model_name: str
+) -> dict:
+    """:func:`settings_document` whose values survive their own float32 round trip, so the
+    document written (``--params``) is exactly what is rendered and re-rendered."""
+    doc = settings_document(console, params, names, classes, model_name)
+    return settings_document(console, console.settings_from_dict(doc, list(names))[0], names, classes, model_name)
+
+
 def console_from_settings(doc: Mapping, sample_rate: int) -> Console:
     """The console a settings document was made with (all stages when it does not say).
+
+    Raises:
+        ConfigError: an invalid ``console`` section (names the field).
+    """
+    return Console(sample_rate, settings_config(doc))
+
+
+def settings_config(doc: Mapping) -> ConsoleConfig:
+    """The :class:`ConsoleConfig` a settings document records (all stages when it does not say).
 
     Raises:
         ConfigError: an invalid ``console`` section (names the field).
@@ -635,7 +653,7 @@ def console_from_settings(doc: Mapping, sample_rate: int) -> Console:
         reverb_seed=reverb_seed,
         eq_fft_size=eq_fft_size,
     )
-    return Console(sample_rate, cfg)
+    return cfg
 
 
 def read_settings(path: str | os.PathLike[str]) -> dict:
@@ -820,9 +838,7 @@ def mix_multitrack(
                     mix = render_blackbox(net, x4, None, sr, cond, block_samples=block, progress=progress)
                 return _finish(mix[..., :length], sr, None, classes_u, model_name, names_u)
             console, predicted = _predict_settings(mixer, x4, excerpt, sr, classes_u, reference)
-            # the rounded document is what is rendered and written (--params)
-            doc = settings_document(console, predicted, names_u, classes_u, model_name)
-            doc = settings_document(console, console.settings_from_dict(doc, names_u)[0], names_u, classes_u, model_name)
+            doc = rounded_document(console, predicted, names_u, classes_u, model_name)
     report = None
     if guided:
         doc, report = guide_settings(
